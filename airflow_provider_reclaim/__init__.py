@@ -1,0 +1,3 @@
+"""Apache Airflow provider for Reclaim.ai Scheduling Link webhooks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,205 @@
+"""The webhook receiver: a FastAPI application that verifies and stores Reclaim deliveries.
+
+Routes, relative to where the application is mounted (``/reclaim`` on Airflow's API server and
+in ``airflow-reclaim serve``):
+
+- ``POST /webhooks/{conn_id}`` receives one delivery for the ``reclaim_webhook`` connection
+  ``conn_id``;
+- ``GET /health`` reports that the receiver is up.
+
+Airflow applies no authentication to plugin applications, so the signature is the only
+authentication. Each request goes through these steps in order: size limit, signature over the
+raw bytes, durable storage, answer. Nothing is acknowledged before it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from airflow_provider_reclaim import __version__
+from airflow_provider_reclaim.hooks.webhook import InvalidConnectionSettings, WebhookSettings
+from airflow_provider_reclaim.store.database import StoreUnavailable
+from airflow_provider_reclaim.store.inbox import DeliveryOutcome, Inbox
+from airflow_provider_reclaim.wire import signature
+
+log = logging.getLogger(__name__)
+
+# Connection ids Airflow accepts; anything else cannot name a connection.
+_CONN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+
+# Seconds that Reclaim is asked to wait before retrying when the inbox is unavailable.
+RETRY_AFTER_SECONDS = 30
+
+# Seconds a resolved connection is reused before it is looked up again. A rotated secret
+# takes effect within this time.
+SETTINGS_CACHE_SECONDS = 10.0
+
+
+class UnknownConnection(LookupError):
+    """No ``reclaim_webhook`` connection has the requested id."""
+
+
+def load_settings_from_airflow(conn_id: str) -> WebhookSettings:
+    """Resolve a ``reclaim_webhook`` connection the way Airflow resolves connections.
+
+    :raises UnknownConnection: The connection does not exist or is of another type.
+    :raises InvalidConnectionSettings: The connection's extras are unusable.
+    """
+    from airflow.exceptions import AirflowNotFoundException
+
+    from airflow_provider_reclaim.hooks.webhook import ReclaimWebhookHook
+
+    try:
+        connection = ReclaimWebhookHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise UnknownConnection(conn_id) from None
+
+    # Only reclaim_webhook connections receive webhooks: the password of any other connection
+    # must never act as a webhook secret.
+    if connection.conn_type != ReclaimWebhookHook.conn_type:
+        raise UnknownConnection(conn_id)
+    hook = ReclaimWebhookHook(reclaim_conn_id=conn_id)
+    return hook.get_settings()
+
+
+class _SettingsCache:
+    def __init__(self, loader: Callable[[str], WebhookSettings], ttl: float) -> None:
+        self._loader = loader
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, WebhookSettings]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn_id: str) -> WebhookSettings:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(conn_id)
+        if entry and now - entry[0] < self._ttl:
+            return entry[1]
+
+        settings = self._loader(conn_id)
+        with self._lock:
+            self._entries[conn_id] = (now, settings)
+        return settings
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    """Read the request body, stopping as soon as it exceeds ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _BodyTooLarge
+
+    chunks = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _store_delivery(settings: WebhookSettings, body: bytes, headers: dict[str, str]):
+    return Inbox(settings.inbox_url).store_delivery(settings.conn_id, body, headers)
+
+
+def _rejection(status_code: int, reason: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"status": "rejected", "reason": reason}, status_code=status_code, headers=headers or None)
+
+
+def create_app(
+    settings_loader: Callable[[str], WebhookSettings] = load_settings_from_airflow,
+    settings_cache_seconds: float = SETTINGS_CACHE_SECONDS,
+) -> FastAPI:
+    """Create the receiver application.
+
+    :param settings_loader: Returns the settings of a connection id. The default resolves
+        Airflow connections. It must raise :class:`UnknownConnection` for an unknown id.
+    :param settings_cache_seconds: How long resolved settings are reused, in seconds.
+    """
+    app = FastAPI(
+        title="Reclaim webhook receiver",
+        version=__version__,
+        description="Receives signed Reclaim Scheduling Link events and stores them in the inbox.",
+    )
+    settings_cache = _SettingsCache(settings_loader, settings_cache_seconds)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.post("/webhooks/{conn_id}")
+    async def receive(conn_id: str, request: Request) -> JSONResponse:
+        client = request.client.host if request.client else "unknown"
+
+        if not _CONN_ID_PATTERN.match(conn_id):
+            log.warning("Rejected delivery from %s: invalid connection id in the URL", client)
+            return _rejection(404, "unknown_connection")
+        try:
+            settings = await run_in_threadpool(settings_cache.get, conn_id)
+        except UnknownConnection:
+            log.warning("Rejected delivery from %s: no reclaim_webhook connection %r", client, conn_id)
+            return _rejection(404, "unknown_connection")
+        except InvalidConnectionSettings as error:
+            log.error("Cannot receive for connection %r, its settings are invalid: %s", conn_id, error)
+            return _rejection(503, "connection_misconfigured", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+        except _BodyTooLarge:
+            log.warning(
+                "Rejected delivery to %r from %s: body over the %d-byte limit", conn_id, client, settings.max_body_bytes
+            )
+            return _rejection(413, "body_too_large")
+
+        try:
+            secret_index = signature.verify(body, request.headers.getlist(signature.SIGNATURE_HEADER), settings.secrets)
+        except signature.SignatureError as error:
+            log.warning(
+                "Rejected delivery to %r from %s (%d-byte body): %s", conn_id, client, len(body), error.reason
+            )
+            return _rejection(401, error.reason)
+        if secret_index > 0:
+            log.info("Delivery to %r was signed with previous secret #%d; finish the rotation", conn_id, secret_index)
+
+        try:
+            stored = await run_in_threadpool(_store_delivery, settings, body, dict(request.headers))
+        except StoreUnavailable as error:
+            log.error("Cannot store a verified delivery to %r, asking Reclaim to retry: %s", conn_id, error)
+            return JSONResponse(
+                {"status": "unavailable", "reason": "inbox_unavailable"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+
+        if stored.outcome is DeliveryOutcome.QUARANTINED:
+            log.warning(
+                "Quarantined a signed delivery to %r as row %d, it is not a Scheduling Link event: %s",
+                conn_id,
+                stored.row_id,
+                stored.reason,
+            )
+            return JSONResponse({"status": "quarantined", "reason": stored.reason}, status_code=202)
+
+        log.info(
+            "Stored event %s (%s) for %r as inbox row %d: %s",
+            stored.identity_key,
+            stored.kind.value if stored.kind else "unknown",
+            conn_id,
+            stored.row_id,
+            stored.outcome.value,
+        )
+        return JSONResponse({"status": stored.outcome.value, "identity_key": stored.identity_key}, status_code=200)
+
+    return app
