@@ -2,7 +2,8 @@
 
 The ``reclaim_bookings`` asset is watched by ``ReclaimInboxTrigger``: each verified event that
 the receiver stored wakes this DAG. The ``route`` task claims every pending event from the
-inbox, and each live change runs one mapped instance of the handler for its kind. Replace the
+inbox, one ``*_events`` task per kind returns the live changes of that kind, and each of them
+runs one mapped instance of the handler for its kind. A kind with no events is skipped. Replace the
 handler bodies with your own work (a CRM update, a chat message, a row in an attribution
 table). ``record_outcome`` collects what the handlers did.
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-from airflow_provider_reclaim.operators.route import ReclaimRouteEventsOperator
+from airflow_provider_reclaim.operators.route import ReclaimRoutedEventsOperator, ReclaimRouteEventsOperator
 from airflow_provider_reclaim.triggers.inbox import ReclaimInboxTrigger
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,13 @@ with DAG(
         handled = [*(created or []), *(rescheduled or []), *(cancelled or [])]
         not_routed = {state: len(keys) for state, keys in summary["by_state"].items() if state != "routed"}
         log.info("Handled %d events in this run; not routed: %s", len(handled), not_routed)
-        return {"handled": handled, "not_routed": summary["by_state"]}
+        return {"handled": handled, "by_state": summary["by_state"]}
 
-    created = handle_created.expand(event=route.output["created"])
-    rescheduled = handle_rescheduled.expand(event=route.output["rescheduled"])
-    cancelled = handle_cancelled.expand(event=route.output["cancelled"])
-    record_outcome(created, rescheduled, cancelled, route.output)
+    handlers = {"created": handle_created, "rescheduled": handle_rescheduled, "cancelled": handle_cancelled}
+    handled = {}
+    for kind, handler in handlers.items():
+        events = ReclaimRoutedEventsOperator(task_id=f"{kind}_events", kind=kind, reclaim_conn_id=RECLAIM_CONN_ID)
+        route >> events
+        handled[kind] = handler.expand(event=events.output)
+
+    record_outcome(handled["created"], handled["rescheduled"], handled["cancelled"], route.output)

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_reclaim.hooks.webhook import ReclaimWebhookHook
-from airflow_provider_reclaim.store.ledger import DEFAULT_MAX_EVENTS_PER_BATCH
+from airflow_provider_reclaim.store.ledger import DEFAULT_MAX_EVENTS_PER_BATCH, claim_key
 from airflow_provider_reclaim.wire.events import EventKind
 
 try:
     from airflow.sdk import BaseOperator
-except ImportError:  # Airflow 3.0 kept the base operator in core.
+    from airflow.sdk.exceptions import AirflowSkipException
+except ImportError:  # Airflow 3.0 kept these in core.
+    from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef]
     from airflow.models import BaseOperator  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
@@ -27,10 +29,10 @@ class ReclaimRouteEventsOperator(BaseOperator):
     The inbox, not the run's ``triggering_asset_events``, defines what a run processes: Airflow
     may coalesce several asset events into one run, in any order, and leave others without a
     run. This operator claims every pending event of the connection, applies them to the
-    per-meeting ledger in ``event_ts`` order, and pushes the records of the live changes as
-    three XCom lists, under the keys ``created``, ``rescheduled`` and ``cancelled``. Expand a
-    handler task over each list to get one mapped task instance per event. An empty list
-    skips its handler.
+    per-meeting ledger in ``event_ts`` order, and marks each one routed, superseded or
+    duplicate. Downstream, one :class:`ReclaimRoutedEventsOperator` per kind returns the
+    routed events of that kind, and a handler task expanded over its output gets one mapped
+    task instance per event.
 
     An event the ledger has already seen is dropped, an event older than the meeting's
     applied state is recorded as superseded, and nothing revives a cancelled meeting. The
@@ -59,14 +61,12 @@ class ReclaimRouteEventsOperator(BaseOperator):
         self.max_events = max_events
 
     def execute(self, context: Context) -> dict[str, Any]:
-        routed_by = f"{context['dag'].dag_id}/{context['run_id']}"
+        routed_by = claim_key(context["dag"].dag_id, context["run_id"])
         asset_event_count = sum(len(events) for events in (context.get("triggering_asset_events") or {}).values())
 
         ledger = ReclaimWebhookHook(reclaim_conn_id=self.reclaim_conn_id).get_ledger()
         batch = ledger.route_pending(self.reclaim_conn_id, routed_by, self.max_events)
 
-        for kind in ROUTED_KINDS:
-            context["ti"].xcom_push(key=kind.value, value=batch.records(kind))
 
         summary = batch.summary()
         counts = {state: len(keys) for state, keys in summary["by_state"].items()}
@@ -79,3 +79,44 @@ class ReclaimRouteEventsOperator(BaseOperator):
             ", ".join(f"{count} {state}" for state, count in counts.items()),
         )
         return summary
+
+
+class ReclaimRoutedEventsOperator(BaseOperator):
+    """
+    Return the records of the events of one kind that this DAG run routed.
+
+    Place it after :class:`ReclaimRouteEventsOperator` and expand a handler over its output:
+    ``handle.expand(event=select.output)`` gives one mapped task instance per event. It reads
+    the run's claim from the inbox, so it returns the same list however often it runs. When
+    the run routed no event of this kind, the task is skipped, and so is its handler.
+
+    :param kind: The event kind: ``created``, ``rescheduled`` or ``cancelled``.
+    :param reclaim_conn_id: The ``reclaim_webhook`` connection that the routing task used.
+    """
+
+    template_fields: Sequence[str] = ("reclaim_conn_id",)
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        kind: EventKind | str,
+        reclaim_conn_id: str = ReclaimWebhookHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kind = EventKind(kind)
+        if self.kind not in ROUTED_KINDS:
+            raise ValueError(f"kind must be one of {[k.value for k in ROUTED_KINDS]}, got {self.kind.value!r}")
+        self.reclaim_conn_id = reclaim_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        routed_by = claim_key(context["dag"].dag_id, context["run_id"])
+        ledger = ReclaimWebhookHook(reclaim_conn_id=self.reclaim_conn_id).get_ledger()
+        records = ledger.claimed_by(self.reclaim_conn_id, routed_by).records(self.kind)
+
+        if not records:
+            self.log.info("This run routed no %s events, skipping the %s handler", self.kind.value, self.kind.value)
+            raise AirflowSkipException(f"no {self.kind.value} events in this run")
+        self.log.info("This run routed %d %s events", len(records), self.kind.value)
+        return records

@@ -32,6 +32,11 @@ DEFAULT_MAX_EVENTS_PER_BATCH = 500
 """Events routed by one call at most. Airflow maps at most 1024 task instances per task by default."""
 
 
+def claim_key(dag_id: str, run_id: str) -> str:
+    """Return the claim key that a DAG run routes under: ``<dag_id>/<run_id>``."""
+    return f"{dag_id}/{run_id}"
+
+
 class MeetingStatus(str, enum.Enum):
     """A meeting's state after the last event the ledger applied."""
 
@@ -177,15 +182,22 @@ class Ledger:
                     )
                 ).all()
                 self._apply(connection, conn_id, routed_by, [inbox_event_from_row(row) for row in claimed])
-
-                rows = connection.execute(
-                    select(inbox_event)
-                    .where(inbox_event.c.conn_id == conn_id, inbox_event.c.routed_by == routed_by)
-                    .order_by(inbox_event.c.event_ts, inbox_event.c.id)
-                ).all()
+                return self._load_batch(connection, conn_id, routed_by)
         except OperationalError as error:
             raise StoreUnavailable(f"cannot route events of connection {conn_id!r}: {error.orig}") from error
 
+    def claimed_by(self, conn_id: str, routed_by: str) -> RoutingBatch:
+        """Return the events that ``routed_by`` claimed earlier, without claiming anything new."""
+        with self._engine.connect() as connection:
+            return self._load_batch(connection, conn_id, routed_by)
+
+    @staticmethod
+    def _load_batch(connection: Connection, conn_id: str, routed_by: str) -> RoutingBatch:
+        rows = connection.execute(
+            select(inbox_event)
+            .where(inbox_event.c.conn_id == conn_id, inbox_event.c.routed_by == routed_by)
+            .order_by(inbox_event.c.event_ts, inbox_event.c.id)
+        ).all()
         return RoutingBatch(routed_by, [inbox_event_from_row(row) for row in rows])
 
     @staticmethod
