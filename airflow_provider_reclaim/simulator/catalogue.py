@@ -18,7 +18,7 @@ class Person:
 
 @dataclass(frozen=True)
 class Host:
-    """A Reclaim user who owns scheduling links; ``user_id`` appears in observed payloads."""
+    """A Reclaim user who owns scheduling links. ``user_id`` appears only in observed payloads."""
 
     name: str
     email: str
@@ -84,7 +84,7 @@ ZONES = (
     Zone("Australia/Sydney", "Australian Eastern Time", "AET"),
 )
 
-# The deep-dive description is long on purpose: the description rides in every event.
+# The deep-dive description is long on purpose, because the description is sent in every event.
 LINKS = (
     LinkTemplate("30-min Product Demo", "Walk through the product with our team.", 30),
     LinkTemplate("Office hours", "Bring one question.\n\nPaste your reference into the booking note.", 30),

@@ -63,8 +63,13 @@ def get_engine(url: str | None = None) -> Engine:
 
         parsed = make_url(url)
         is_sqlite = parsed.get_backend_name() == "sqlite"
-        if is_sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # A URI filename (file:...?uri=true) names its own path, so only plain paths get a directory.
+        is_uri = str(parsed.query.get("uri", "")).lower() == "true"
+        if is_sqlite and parsed.database and parsed.database != ":memory:" and not is_uri:
+            try:
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreUnavailable(f"cannot create the directory of the inbox database: {error}") from error
 
         engine = create_engine(
             url,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from airflow_provider_reclaim.store.database import StoreUnavailable, as_utc, get_engine, utcnow
@@ -168,7 +168,7 @@ class Ledger:
 
         :param conn_id: The connection whose events to route.
         :param routed_by: A stable claim key for the caller, such as ``<dag_id>/<run_id>``.
-        :param max_events: Maximum number of new events to claim. The rest stay pending.
+        :param max_events: Maximum number of events this claim key holds. The rest stay pending.
         :raises StoreUnavailable: The database could not be written. Nothing was claimed.
         """
         try:
@@ -198,12 +198,21 @@ class Ledger:
             .where(inbox_event.c.conn_id == conn_id, inbox_event.c.routed_by == routed_by)
             .order_by(inbox_event.c.event_ts, inbox_event.c.id)
         ).all()
-        return RoutingBatch(routed_by, [inbox_event_from_row(row) for row in rows])
+        events = [inbox_event_from_row(row) for row in rows]
+        events.sort(key=lambda event: (event.event_ts, event.kind.precedence, event.id))
+        return RoutingBatch(routed_by, events)
 
     @staticmethod
     def _claim(connection: Connection, conn_id: str, routed_by: str, max_events: int) -> None:
         # The UPDATE is the transaction's first statement, so it takes the write lock before
-        # anything is read, and two routers cannot claim the same row.
+        # anything is read, and two routers cannot claim the same row. A retry of the same claim
+        # key tops its batch up to max_events instead of adding another max_events.
+        already_claimed = (
+            select(func.count())
+            .select_from(inbox_event)
+            .where(inbox_event.c.conn_id == conn_id, inbox_event.c.routed_by == routed_by)
+            .scalar_subquery()
+        )
         oldest_pending = (
             select(inbox_event.c.id)
             .where(
@@ -212,7 +221,7 @@ class Ledger:
                 inbox_event.c.routed_by.is_(None),
             )
             .order_by(inbox_event.c.id)
-            .limit(max_events)
+            .limit(case((already_claimed < max_events, max_events - already_claimed), else_=0))
         )
         connection.execute(
             update(inbox_event).where(inbox_event.c.id.in_(oldest_pending)).values(routed_by=routed_by)

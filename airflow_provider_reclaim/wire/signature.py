@@ -118,7 +118,7 @@ def verify(body: bytes, header_values: Sequence[str], secrets: Iterable[str | by
     :raises MalformedSignature: The header is repeated or cannot be decoded.
     :raises SignatureMismatch: No secret produces the received digest.
     """
-    keys = [secret for secret in secrets if secret]
+    keys = [(index, secret) for index, secret in enumerate(secrets) if secret]
     if not keys:
         raise NoSecretConfigured("the connection has no webhook secret, so every delivery is rejected")
     if not header_values:
@@ -129,7 +129,7 @@ def verify(body: bytes, header_values: Sequence[str], secrets: Iterable[str | by
     received = decode_signature(header_values[0])
 
     matched = -1
-    for index, key in enumerate(keys):
+    for index, key in keys:
         if hmac.compare_digest(received, compute_digest(body, key)) and matched < 0:
             matched = index
     if matched < 0:
