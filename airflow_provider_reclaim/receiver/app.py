@@ -121,17 +121,23 @@ def _rejection(status_code: int, reason: str, **headers: str) -> JSONResponse:
 def create_app(
     settings_loader: Callable[[str], WebhookSettings] = load_settings_from_airflow,
     settings_cache_seconds: float = SETTINGS_CACHE_SECONDS,
+    serve_docs: bool = False,
 ) -> FastAPI:
     """Create the receiver application.
 
     :param settings_loader: Returns the settings of a connection id. The default resolves
         Airflow connections. It must raise :class:`UnknownConnection` for an unknown id.
     :param settings_cache_seconds: How long resolved settings are reused, in seconds.
+    :param serve_docs: Serve ``/docs`` and ``/openapi.json``. Off by default, because Airflow
+        serves plugin applications without authentication.
     """
     app = FastAPI(
         title="Reclaim webhook receiver",
         version=__version__,
         description="Receives signed Reclaim Scheduling Link events and stores them in the inbox.",
+        docs_url="/docs" if serve_docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if serve_docs else None,
     )
     settings_cache = _SettingsCache(settings_loader, settings_cache_seconds)
 
@@ -139,6 +145,8 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    # Reclaim does not follow redirects, so the trailing-slash form is answered directly.
+    @app.post("/webhooks/{conn_id}/", include_in_schema=False)
     @app.post("/webhooks/{conn_id}")
     async def receive(conn_id: str, request: Request) -> JSONResponse:
         client = request.client.host if request.client else "unknown"

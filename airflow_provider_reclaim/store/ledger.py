@@ -129,14 +129,25 @@ class RoutingBatch:
 
     :param routed_by: The claim key, for example ``<dag_id>/<run_id>``.
     :param events: The claimed events in the order they were applied.
+    :param meeting_status: The current ledger status of each meeting in the batch.
     """
 
     routed_by: str
     events: list[InboxEvent] = field(default_factory=list)
+    meeting_status: dict[str, str] = field(default_factory=dict)
 
     def records(self, kind: EventKind) -> list[dict[str, Any]]:
-        """Return the records of the routed events of ``kind``, one per event."""
-        return [event.record for event in self.events if event.state is InboxState.ROUTED and event.kind is kind]
+        """Return the records of the routed events of ``kind``, one per event.
+
+        Each record gains ``meeting_status``, the meeting's status in the ledger now. One batch
+        can route several events of one meeting, and their handlers run in parallel, so a
+        ``created`` handler can see there that the meeting was cancelled in the same batch.
+        """
+        return [
+            {**event.record, "meeting_status": self.meeting_status.get(event.meeting_id)}
+            for event in self.events
+            if event.state is InboxState.ROUTED and event.kind is kind
+        ]
 
     def summary(self) -> dict[str, Any]:
         """Return the claimed identity keys grouped by the state they ended in."""
@@ -200,7 +211,14 @@ class Ledger:
         ).all()
         events = [inbox_event_from_row(row) for row in rows]
         events.sort(key=lambda event: (event.event_ts, event.kind.precedence, event.id))
-        return RoutingBatch(routed_by, events)
+
+        meeting_ids = {event.meeting_id for event in events}
+        statuses = connection.execute(
+            select(ledger_meeting.c.meeting_id, ledger_meeting.c.status).where(
+                ledger_meeting.c.conn_id == conn_id, ledger_meeting.c.meeting_id.in_(meeting_ids)
+            )
+        )
+        return RoutingBatch(routed_by, events, {meeting_id: status for meeting_id, status in statuses})
 
     @staticmethod
     def _claim(connection: Connection, conn_id: str, routed_by: str, max_events: int) -> None:
