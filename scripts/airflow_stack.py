@@ -479,16 +479,7 @@ class AirflowStack:
 
         deadline = time.monotonic() + timeout
         for component, pgid in groups.items():
-            if not _wait_for_group_exit(self._processes[component], pgid, deadline):
-                log.warning(
-                    "airflow %s (process group %d) still running %.0f s after SIGTERM; sending SIGKILL",
-                    component,
-                    pgid,
-                    timeout,
-                )
-                _signal_group(pgid, signal.SIGKILL)
-                if not _wait_for_group_exit(self._processes[component], pgid, time.monotonic() + 5):
-                    log.error("Process group %d of airflow %s survived SIGKILL", pgid, component)
+            self._wait_or_kill(component, pgid, deadline, timeout)
 
         if groups:
             log.info(
@@ -498,6 +489,45 @@ class AirflowStack:
         for handle in self._log_handles:
             handle.close()
         self._log_handles.clear()
+
+    def _wait_or_kill(self, component: str, pgid: int, deadline: float, timeout: float) -> None:
+        if _wait_for_group_exit(self._processes[component], pgid, deadline):
+            return
+        log.warning(
+            "airflow %s (process group %d) still running %.0f s after SIGTERM; sending SIGKILL",
+            component,
+            pgid,
+            timeout,
+        )
+        _signal_group(pgid, signal.SIGKILL)
+        if not _wait_for_group_exit(self._processes[component], pgid, time.monotonic() + 5):
+            log.error("Process group %d of airflow %s survived SIGKILL", pgid, component)
+
+    def stop_component(self, component: str, timeout: float = 15.0) -> None:
+        """
+        Stop one running component's process group, as :meth:`stop` does for all of them.
+
+        :param component: A component this stack started, such as ``"triggerer"``.
+        :param timeout: Seconds to wait after SIGTERM before sending SIGKILL.
+        """
+        process = self._processes[component]
+        if _signal_group(process.pid, signal.SIGTERM):
+            log.info("Sent SIGTERM to airflow %s (process group %d)", component, process.pid)
+        self._wait_or_kill(component, process.pid, time.monotonic() + timeout, timeout)
+        del self._processes[component]
+
+    def start_component(self, component: str) -> None:
+        """
+        Start one component again after :meth:`stop_component`, and wait until it reports healthy.
+
+        :param component: One of the stack's components.
+        """
+        if component in self._processes:
+            raise ValueError(f"airflow {component} is already running")
+        if component not in self.components:
+            raise ValueError(f"{component!r} is not one of this stack's components {self.components}")
+        self._start_component(component)
+        self._wait_until_healthy(time.monotonic() + self.start_timeout)
 
     def log_path(self, component: str) -> Path:
         """
