@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -233,3 +235,31 @@ def test_demo_scenario_handled_exactly_once(deployment: Deployment):
     assert not any(result.http_status and result.http_status >= 500 for result in results)
     assert [key for key in routed if handled[key] != 1] == []
     assert deployment.inbox.list_events(CONN_ID, states={InboxState.PENDING}) == []
+
+
+def test_providers_list_shows_provider(deployment: Deployment):
+    completed = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list", "--output", "json"],
+        env=deployment.stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    providers = {entry["package_name"]: entry for entry in json.loads(completed.stdout)}
+
+    assert "airflow-provider-reclaim" in providers
+    assert providers["airflow-provider-reclaim"]["version"] == "0.1.0"
+
+
+def test_connection_form_has_labelled_fields(deployment: Deployment):
+    hooks = {hook["connection_type"]: hook for hook in deployment.stack.api_get("/ui/connections/hook_meta")}
+    form = hooks["reclaim_webhook"]
+    labels = {name: field["schema"].get("title") for name, field in form["extra_fields"].items()}
+
+    assert form["hook_name"] == "Reclaim Webhook"
+    assert labels["previous_secrets"] == "Previous secrets (rotation)"
+    assert labels["inbox_url"] == "Inbox database URL"
+    assert labels["max_body_bytes"] == "Maximum body size (bytes)"
+    assert form["standard_fields"]["password"]["title"] == "Webhook secret"
+    assert form["standard_fields"]["host"]["hidden"] is True
