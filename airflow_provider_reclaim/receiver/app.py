@@ -14,6 +14,7 @@ raw bytes, durable storage, answer. Nothing is acknowledged before it is stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from airflow_provider_reclaim import __version__
 from airflow_provider_reclaim.hooks.webhook import InvalidConnectionSettings, WebhookSettings
@@ -37,6 +39,9 @@ _CONN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 
 # Seconds that Reclaim is asked to wait before retrying when the inbox is unavailable.
 RETRY_AFTER_SECONDS = 30
+
+# Seconds a client may take to send the whole body. Reclaim expects an answer within 10 s.
+BODY_READ_TIMEOUT_SECONDS = 10.0
 
 # Seconds a resolved connection is reused before it is looked up again. A rotated secret
 # takes effect within this time.
@@ -164,7 +169,18 @@ def create_app(
             return _rejection(503, "connection_misconfigured", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
 
         try:
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await asyncio.wait_for(_read_body(request, settings.max_body_bytes), BODY_READ_TIMEOUT_SECONDS)
+        except ClientDisconnect:
+            log.warning("Dropped delivery to %r from %s: the client disconnected before sending the whole body", conn_id, client)
+            return _rejection(400, "incomplete_body")
+        except asyncio.TimeoutError:
+            log.warning(
+                "Rejected delivery to %r from %s: the body did not arrive within %.0f s",
+                conn_id,
+                client,
+                BODY_READ_TIMEOUT_SECONDS,
+            )
+            return _rejection(408, "body_timeout")
         except _BodyTooLarge:
             log.warning(
                 "Rejected delivery to %r from %s: body over the %d-byte limit", conn_id, client, settings.max_body_bytes

@@ -4,7 +4,7 @@ Typical use::
 
     scenario = Scenario(seed=7, meetings=12)
     deliveries = plan_scenario(scenario)
-    results = send("https://receiver.example.com/reclaim/webhook", deliveries, secret)
+    results = send("https://127.0.0.1:8443/reclaim/webhooks/reclaim_default", deliveries, secret)
 """
 
 from airflow_provider_reclaim.simulator.events import (
