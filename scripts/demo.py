@@ -1,11 +1,11 @@
 """Run the whole provider once: Reclaim's simulator -> HTTPS receiver -> inbox -> DAG tasks.
 
-``make demo`` runs this script. It starts a throwaway Airflow deployment under ``.demo/``
-(SQLite, LocalExecutor, the API server over HTTPS with a self-signed certificate, scheduler,
-DAG processor and triggerer), unpauses the example DAG, sends a realistic stream of signed
-events to the receiver that the provider's plugin mounts on the API server, waits until every
-verified event has been routed and handled, prints a summary, and stops every process it
-started, also on failure or Ctrl-C.
+``make demo`` runs this script. It starts a throwaway Airflow deployment under ``.demo/``:
+SQLite, LocalExecutor, the API server over HTTPS with a self-signed certificate, the
+scheduler, the DAG processor and the triggerer. It unpauses the example DAG and sends a
+realistic stream of signed events to the receiver that the provider's plugin mounts on the
+API server. Then it waits until every verified event has been routed and handled, prints a
+summary, and stops every process it started, also on failure or Ctrl-C.
 
 Exit status: 0 when every verified event was handled exactly once and every delivery got the
 response a correct receiver gives; 1 otherwise.

@@ -516,24 +516,23 @@ def _port(value: str) -> int:
     return port
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
-    return number
+def _non_negative(convert: Callable[[str], float]) -> Callable[[str], float]:
+    """Return an argparse type that converts with ``convert`` and rejects negative numbers."""
+
+    def parse(value: str) -> float:
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
+        return number
+
+    return parse
 
 
-def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
-    return number
+_non_negative_int = _non_negative(int)
+_non_negative_float = _non_negative(float)
 
 
 def _add_common_options(parser: argparse.ArgumentParser, default_level: str) -> None:

@@ -9,7 +9,7 @@ in ``airflow-reclaim serve``):
 
 Airflow applies no authentication to plugin applications, so the signature is the only
 authentication. Each request goes through these steps in order: size limit, signature over the
-raw bytes, durable storage, answer. Nothing is acknowledged before it is stored.
+raw bytes, durable storage, response. Nothing is acknowledged before it is stored.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ _CONN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 # Seconds that Reclaim is asked to wait before retrying when the inbox is unavailable.
 RETRY_AFTER_SECONDS = 30
 
-# Seconds a client may take to send the whole body. Reclaim expects an answer within 10 s.
+# Seconds a client may take to send the whole body. Reclaim expects a response within 10 s.
 BODY_READ_TIMEOUT_SECONDS = 10.0
 
 # Seconds a resolved connection is reused before it is looked up again. A rotated secret
@@ -150,7 +150,7 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    # Reclaim does not follow redirects, so the trailing-slash form is answered directly.
+    # Reclaim does not follow redirects, so the trailing-slash form is handled by the same route.
     @app.post("/webhooks/{conn_id}/", include_in_schema=False)
     @app.post("/webhooks/{conn_id}")
     async def receive(conn_id: str, request: Request) -> JSONResponse:

@@ -1,7 +1,7 @@
 """The durable inbox of verified deliveries.
 
-The receiver stores every verified delivery here before it answers Reclaim, so an event that
-was acknowledged with a 2xx survives any crash that follows. The row, not the asset event, is
+The receiver stores every verified delivery here, and commits it, before it responds to Reclaim.
+An event acknowledged with a 2xx therefore survives a crash of the receiver that follows. The row, not the asset event, is
 the record of what must be routed.
 """
 
@@ -46,7 +46,7 @@ class InboxState(str, enum.Enum):
 
 
 class DeliveryOutcome(str, enum.Enum):
-    """What the inbox did with one delivery."""
+    """The result of storing one delivery: a new event, a repeat, or quarantined."""
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"

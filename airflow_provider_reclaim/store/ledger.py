@@ -54,7 +54,7 @@ _STATUS_BY_KIND = {
 
 @dataclass(frozen=True)
 class MeetingState:
-    """What the ledger knows about one meeting."""
+    """The ledger state of one meeting."""
 
     conn_id: str
     meeting_id: str
@@ -175,7 +175,7 @@ class Ledger:
         Claiming and applying happen in one transaction, so an event is claimed by exactly one
         caller, and a failure leaves every event pending. Calling again with the same
         ``routed_by`` returns the events that key already claimed, plus any new pending ones, so
-        a retried task sees its own events again instead of losing them.
+        a retried task gets its own events again instead of losing them.
 
         :param conn_id: The connection whose events to route.
         :param routed_by: A stable claim key for the caller, such as ``<dag_id>/<run_id>``.

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 SIGNAL_NEW = "new"
 SIGNAL_RETRY = "retry"
 
+# Fields of the event record copied into asset-event payloads: no personal data.
+_SIGNALLED_FIELDS = ("identity_key", "kind", "type", "meeting_id", "event_ts", "start_time", "end_time", "custom_data")
+
 
 class _InboxPoller:
     """Poll one connection's inbox and decide which pending events to signal.
@@ -68,12 +71,15 @@ class _InboxPoller:
         return signals
 
     def _signal(self, event: InboxEvent, signal: str, pending_count: int) -> dict[str, Any]:
+        # The triggerer logs every payload, and asset events are shown in the UI, so the
+        # signal leaves out the booker and the host. Tasks read the full record from the inbox.
+        summary = {field: event.record.get(field) for field in _SIGNALLED_FIELDS}
         return {
             "conn_id": self.conn_id,
             "signal": signal,
             "inbox_id": event.id,
             "pending_count": pending_count,
-            "event": event.record,
+            "event": summary,
         }
 
 
@@ -90,7 +96,8 @@ class ReclaimInboxTrigger(BaseEventTrigger):
 
     Use it in an ``AssetWatcher``. The trigger reads the inbox of a ``reclaim_webhook``
     connection and yields one :class:`~airflow.triggers.base.TriggerEvent` per new pending
-    event, with the event's bounded record as payload. While events stay pending, it signals
+    event. The payload names the event (identity key, kind, meeting id, times, custom data)
+    and leaves out the booker's and the host's personal data. While events stay pending, it signals
     again every ``resignal_interval`` seconds, so that no verified event waits for an unrelated
     later delivery. Triggers on the same connection and cadence share one poll loop on Airflow
     3.3 and newer.
