@@ -79,6 +79,7 @@ def wait_until_routed(stack: AirflowStack, inbox: Inbox, timeout: float) -> Coun
         if failed:
             raise AirflowStackError(f"DAG run {failed[0]['dag_run_id']} failed:\n{stack.format_log_tails()}")
         if not pending and not active and routed and routed <= set(handled):
+            log.info("All routed events handled, in %d DAG runs", len(runs))
             return handled
         if time.monotonic() > deadline:
             raise AirflowStackError(

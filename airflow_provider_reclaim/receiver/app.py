@@ -99,6 +99,36 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _RejectionLog:
+    """Log rejected deliveries, at most ``limit`` lines per reason in each ``window`` seconds.
+
+    Rejections past the limit are counted, and the count is added to the next line logged for
+    that reason. Keys are reasons only, so random connection ids in URLs cannot grow memory.
+    """
+
+    def __init__(self, limit: int = 20, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._windows: dict[str, tuple[float, int, int]] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, reason: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            started, logged, suppressed = self._windows.get(reason, (now, 0, 0))
+            if now - started >= self.window:
+                started, logged = now, 0
+            if logged >= self.limit:
+                self._windows[reason] = (started, logged, suppressed + 1)
+                return
+            self._windows[reason] = (started, logged + 1, 0)
+
+        if suppressed:
+            message += " (%d more %s rejections were not logged)"
+            args = (*args, suppressed, reason)
+        log.warning(message, *args)
+
+
 async def _read_body(request: Request, max_bytes: int) -> bytes:
     """Read the request body, stopping as soon as it exceeds ``max_bytes``."""
     declared = request.headers.get("content-length")
@@ -117,10 +147,6 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
 
 def _store_delivery(settings: WebhookSettings, body: bytes, headers: dict[str, str]):
     return Inbox(settings.inbox_url).store_delivery(settings.conn_id, body, headers)
-
-
-def _rejection(status_code: int, reason: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"status": "rejected", "reason": reason}, status_code=status_code, headers=headers or None)
 
 
 def create_app(
@@ -145,6 +171,14 @@ def create_app(
         openapi_url="/openapi.json" if serve_docs else None,
     )
     settings_cache = _SettingsCache(settings_loader, settings_cache_seconds)
+    rejections = _RejectionLog()
+
+    def reject(status_code: int, reason: str, message: str, *args: object) -> JSONResponse:
+        rejections.warning(reason, message, *args)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status_code == 503 else None
+        return JSONResponse(
+            {"status": "rejected", "reason": reason}, status_code=status_code, headers=headers
+        )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -157,45 +191,82 @@ def create_app(
         client = request.client.host if request.client else "unknown"
 
         if not _CONN_ID_PATTERN.match(conn_id):
-            log.warning("Rejected delivery from %s: invalid connection id in the URL", client)
-            return _rejection(404, "unknown_connection")
+            return reject(
+                404,
+                "unknown_connection",
+                "Rejected delivery from %s: invalid connection id in the URL",
+                client,
+            )
         try:
             settings = await run_in_threadpool(settings_cache.get, conn_id)
         except UnknownConnection:
-            log.warning("Rejected delivery from %s: no reclaim_webhook connection %r", client, conn_id)
-            return _rejection(404, "unknown_connection")
+            return reject(
+                404,
+                "unknown_connection",
+                "Rejected delivery from %s: no reclaim_webhook connection %r",
+                client,
+                conn_id,
+            )
         except InvalidConnectionSettings as error:
-            log.error("Cannot receive for connection %r, its settings are invalid: %s", conn_id, error)
-            return _rejection(503, "connection_misconfigured", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return reject(
+                503,
+                "connection_misconfigured",
+                "Cannot receive for connection %r, its settings are invalid, asking Reclaim to retry: %s",
+                conn_id,
+                error,
+            )
 
         try:
-            body = await asyncio.wait_for(_read_body(request, settings.max_body_bytes), BODY_READ_TIMEOUT_SECONDS)
+            body = await asyncio.wait_for(
+                _read_body(request, settings.max_body_bytes), BODY_READ_TIMEOUT_SECONDS
+            )
         except ClientDisconnect:
-            log.warning("Dropped delivery to %r from %s: the client disconnected before sending the whole body", conn_id, client)
-            return _rejection(400, "incomplete_body")
+            return reject(
+                400,
+                "incomplete_body",
+                "Dropped delivery to %r from %s: the client disconnected before sending the whole body",
+                conn_id,
+                client,
+            )
         except asyncio.TimeoutError:
-            log.warning(
+            return reject(
+                408,
+                "body_timeout",
                 "Rejected delivery to %r from %s: the body did not arrive within %.0f s",
                 conn_id,
                 client,
                 BODY_READ_TIMEOUT_SECONDS,
             )
-            return _rejection(408, "body_timeout")
         except _BodyTooLarge:
-            log.warning(
-                "Rejected delivery to %r from %s: body over the %d-byte limit", conn_id, client, settings.max_body_bytes
+            return reject(
+                413,
+                "body_too_large",
+                "Rejected delivery to %r from %s: body over the %d-byte limit",
+                conn_id,
+                client,
+                settings.max_body_bytes,
             )
-            return _rejection(413, "body_too_large")
 
         try:
-            secret_index = signature.verify(body, request.headers.getlist(signature.SIGNATURE_HEADER), settings.secrets)
-        except signature.SignatureError as error:
-            log.warning(
-                "Rejected delivery to %r from %s (%d-byte body): %s", conn_id, client, len(body), error.reason
+            secret_index = signature.verify(
+                body, request.headers.getlist(signature.SIGNATURE_HEADER), settings.secrets
             )
-            return _rejection(401, error.reason)
+        except signature.SignatureError as error:
+            return reject(
+                401,
+                error.reason,
+                "Rejected delivery to %r from %s (%d-byte body): %s",
+                conn_id,
+                client,
+                len(body),
+                error.reason,
+            )
         if secret_index > 0:
-            log.info("Delivery to %r was signed with previous secret #%d; finish the rotation", conn_id, secret_index)
+            log.info(
+                "Delivery to %r was signed with previous secret #%d; finish the rotation",
+                conn_id,
+                secret_index,
+            )
 
         try:
             stored = await run_in_threadpool(_store_delivery, settings, body, dict(request.headers))
@@ -224,6 +295,8 @@ def create_app(
             stored.row_id,
             stored.outcome.value,
         )
-        return JSONResponse({"status": stored.outcome.value, "identity_key": stored.identity_key}, status_code=200)
+        return JSONResponse(
+            {"status": stored.outcome.value, "identity_key": stored.identity_key}, status_code=200
+        )
 
     return app

@@ -20,6 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+# NOTE: get_engine() creates missing tables and never alters existing ones. There are no
+# migrations yet, so a change to these tables needs one before it ships.
 metadata = MetaData()
 
 inbox_event = Table(
