@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -343,8 +344,6 @@ class AirflowStack:
         # SQLite's default rollback journal makes every writer block all readers. Write-ahead logging lets
         # the five or more processes of the stack read while one of them writes. The mode is stored in the
         # database file, so setting it once is enough.
-        import sqlite3
-
         with closing(sqlite3.connect(self.home / "airflow.db")) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
 
@@ -666,19 +665,31 @@ class AirflowStack:
         """
         deadline = time.monotonic() + timeout
         asset = None
+        watchers = None
         while time.monotonic() < deadline:
             asset = self.asset(name)
-            if asset is not None and len(asset["watchers"]) >= count:
-                return asset
+            if asset is not None:
+                watchers = len(asset["watchers"]) if "watchers" in asset else self._count_asset_triggers(name)
+                if watchers >= count:
+                    return asset
             self._raise_if_exited()
             time.sleep(0.5)
 
-        watchers = asset["watchers"] if asset else None
         raise AirflowStackError(
             f"Asset {name!r} did not get {count} registered watcher(s) within {timeout:.0f} s "
             f"(watchers: {watchers}). Is the DAG scheduled on it unpaused?\n"
             f"{self.log_tail('dag-processor')}\n{self.log_tail('triggerer')}"
         )
+
+    def _count_asset_triggers(self, name: str) -> int:
+        """Count the asset's registered triggers in the metadata database.
+
+        Airflow 3.1's REST API does not list an asset's watchers, so the harness reads the
+        ``asset_trigger`` association table of its own SQLite database instead.
+        """
+        query = "SELECT count(*) FROM asset_trigger JOIN asset ON asset.id = asset_trigger.asset_id WHERE asset.name = ?"
+        with closing(sqlite3.connect(self.home / "airflow.db", timeout=10)) as connection:
+            return connection.execute(query, (name,)).fetchone()[0]
 
     def trigger_dag(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """

@@ -135,7 +135,9 @@ def test_asset_watcher_runs_dag(airflow_stack: AirflowStack, tmp_path: Path):
     airflow_stack.unpause(DAG_ID)
     asset = airflow_stack.wait_for_asset_watchers(ASSET_NAME)
     log.info("Watcher registered %.1f s after unpausing", time.monotonic() - unpaused_at)
-    assert [watcher["name"] for watcher in asset["watchers"]] == ["e2e_flag_watcher"]
+    # Airflow 3.1's REST API does not list watchers; wait_for_asset_watchers() then counted them in the database.
+    if "watchers" in asset:
+        assert [watcher["name"] for watcher in asset["watchers"]] == ["e2e_flag_watcher"]
     assert airflow_stack.dag_runs(DAG_ID) == []
 
     flag_created_at = datetime.now(timezone.utc)
