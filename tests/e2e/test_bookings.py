@@ -252,6 +252,17 @@ def test_providers_list_shows_provider(deployment: Deployment):
     assert providers["airflow-provider-reclaim"]["version"] == "0.1.0"
 
 
+def _form_fields_unavailable() -> bool:
+    """Airflow 3.1 builds connection forms from wtforms fields, and wtforms comes with the FAB provider."""
+    import importlib.util
+
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    return Version(airflow_version) < Version("3.2") and importlib.util.find_spec("wtforms") is None
+
+
+@pytest.mark.skipif(_form_fields_unavailable(), reason="Airflow 3.1 without wtforms shows no connection form fields")
 def test_connection_form_has_labelled_fields(deployment: Deployment):
     hooks = {hook["connection_type"]: hook for hook in deployment.stack.api_get("/ui/connections/hook_meta")}
     form = hooks["reclaim_webhook"]

@@ -123,6 +123,17 @@ def test_plugin_class_exists():
     assert hasattr(importlib.import_module(module_name), class_name)
 
 
+def _form_fields_unavailable() -> bool:
+    """Airflow 3.1 builds connection forms from wtforms fields, and wtforms comes with the FAB provider."""
+    import importlib.util
+
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    return Version(airflow_version) < Version("3.2") and importlib.util.find_spec("wtforms") is None
+
+
+@pytest.mark.skipif(_form_fields_unavailable(), reason="Airflow 3.1 without wtforms shows no connection form fields")
 def test_providers_manager_registers_connection():
     from airflow.providers_manager import ProvidersManager
 
