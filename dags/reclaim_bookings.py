@@ -58,17 +58,29 @@ with DAG(
     @task
     def handle_created(event: dict[str, Any]) -> dict[str, str]:
         log.info("New booking: %s", _describe(event))
-        return {"identity_key": event["identity_key"], "kind": event["kind"], "meeting_id": event["meeting_id"]}
+        return {
+            "identity_key": event["identity_key"],
+            "kind": event["kind"],
+            "meeting_id": event["meeting_id"],
+        }
 
     @task
     def handle_rescheduled(event: dict[str, Any]) -> dict[str, str]:
         log.info("Rescheduled: %s", _describe(event))
-        return {"identity_key": event["identity_key"], "kind": event["kind"], "meeting_id": event["meeting_id"]}
+        return {
+            "identity_key": event["identity_key"],
+            "kind": event["kind"],
+            "meeting_id": event["meeting_id"],
+        }
 
     @task
     def handle_cancelled(event: dict[str, Any]) -> dict[str, str]:
         log.info("Cancelled: %s, reason given: %s", _describe(event), bool(event.get("cancellation_message")))
-        return {"identity_key": event["identity_key"], "kind": event["kind"], "meeting_id": event["meeting_id"]}
+        return {
+            "identity_key": event["identity_key"],
+            "kind": event["kind"],
+            "meeting_id": event["meeting_id"],
+        }
 
     @task(trigger_rule="none_failed")
     def record_outcome(
@@ -85,7 +97,9 @@ with DAG(
     handlers = {"created": handle_created, "rescheduled": handle_rescheduled, "cancelled": handle_cancelled}
     handled = {}
     for kind, handler in handlers.items():
-        events = ReclaimRoutedEventsOperator(task_id=f"{kind}_events", kind=kind, reclaim_conn_id=RECLAIM_CONN_ID)
+        events = ReclaimRoutedEventsOperator(
+            task_id=f"{kind}_events", kind=kind, reclaim_conn_id=RECLAIM_CONN_ID
+        )
         route >> events
         handled[kind] = handler.expand(event=events.output)
 

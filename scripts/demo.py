@@ -92,25 +92,32 @@ def wait_until_routed(stack: AirflowStack, inbox: Inbox, timeout: float) -> Coun
 
 def print_summary(results, inbox: Inbox, ledger: Ledger, handled: Counter[str]) -> bool:
     """Print each delivery's outcome and each meeting's final state. Return whether all checks passed."""
+    width = max(len(result.label) for result in results)
     print("\nDeliveries (simulator -> receiver):")
-    print(f"  {'label':<44} {'expected':<12} {'HTTP':>4}  {'answer':<12} ok")
+    print(f"  {'delivery':<{width}}  {'expected':<12} {'HTTP':>4}  {'response':<12} ok")
     for result in results:
         ok = "yes" if result.matches_expected else "NO"
+        response = (result.json_status or result.error or "-")[:12]
         print(
-            f"  {result.label[:44]:<44} {result.expected.value:<12} {result.http_status or '-':>4}  "
-            f"{(result.json_status or result.error or '-')[:12]:<12} {ok}"
+            f"  {result.label:<{width}}  {result.expected.value:<12} {result.http_status or '-':>4}  {response:<12} {ok}"
         )
 
     events = inbox.list_events(CONN_ID)
-    print("\nStored events by state:", dict(Counter(event.state.value for event in events)))
+    states = Counter(event.state.value for event in events)
+    print(
+        "\nStored events by state:", ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+    )
     print(f"Quarantined deliveries: {len(inbox.list_quarantine(CONN_ID))}")
 
     print("\nMeetings (ledger):")
     print(f"  {'meeting id':<38} {'status':<12} {'last event':<12} {'start (UTC)':<26} attribution")
     for meeting in ledger.meetings(CONN_ID):
         data = (meeting.custom_data or {}).get("data") or {}
-        start = meeting.start_time.isoformat() if meeting.start_time else "-"
-        print(f"  {meeting.meeting_id[:38]:<38} {meeting.status.value:<12} {meeting.last_kind.value:<12} {start:<26} {data}")
+        attribution = " ".join(f"{key}={value}" for key, value in data.items()) or "-"
+        start = meeting.start_time.strftime("%Y-%m-%d %H:%M") if meeting.start_time else "-"
+        print(
+            f"  {meeting.meeting_id:<38} {meeting.status.value:<12} {meeting.last_kind.value:<12} {start:<26} {attribution}"
+        )
 
     routed = [event.identity_key for event in events if event.state is InboxState.ROUTED]
     handled_twice = [key for key, count in handled.items() if count > 1]
@@ -130,7 +137,9 @@ def _raise_keyboard_interrupt(signum: int, _frame: Any) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".demo", help="Directory for the throwaway deployment.")
+    parser.add_argument(
+        "--workdir", type=Path, default=ROOT / ".demo", help="Directory for the throwaway deployment."
+    )
     parser.add_argument("--seed", type=int, default=7, help="Seed of the simulated event stream.")
     parser.add_argument("--timeout", type=float, default=150.0, help="Seconds to wait for routing to finish.")
     args = parser.parse_args()
@@ -155,7 +164,10 @@ def main() -> int:
         ssl_key=key,
     )
     try:
-        log.info("Starting Airflow (API server over HTTPS, scheduler, DAG processor, triggerer) in %s", args.workdir)
+        log.info(
+            "Starting Airflow (API server over HTTPS, scheduler, DAG processor, triggerer) in %s",
+            args.workdir,
+        )
         stack.start()
         stack.wait_for_dag(DAG_ID)
         stack.unpause(DAG_ID)
@@ -170,8 +182,6 @@ def main() -> int:
         log.info("Waiting until every verified event is routed and handled (at most %.0f s)", args.timeout)
         handled = wait_until_routed(stack, inbox, args.timeout)
         passed = print_summary(results, inbox, ledger, handled)
-        print(f"\nDemo finished in {time.monotonic() - started:.0f} s: {'all checks passed' if passed else 'CHECKS FAILED'}")
-        return 0 if passed else 1
     except AirflowStackError as error:
         print(f"Demo failed: {error}", file=sys.stderr)
         return 1
@@ -180,6 +190,10 @@ def main() -> int:
         return 130
     finally:
         stack.stop()
+
+    outcome = "all checks passed" if passed else "CHECKS FAILED"
+    print(f"\nDemo finished in {time.monotonic() - started:.0f} s, Airflow stopped: {outcome}")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -53,7 +53,9 @@ def _parse_previous_secrets(value: Any) -> tuple[str, ...]:
         return tuple(part.strip() for part in value.replace(",", "\n").splitlines() if part.strip())
     if isinstance(value, Sequence):
         return tuple(str(part).strip() for part in value if str(part).strip())
-    raise InvalidConnectionSettings(f"previous_secrets must be a string or a list, got {type(value).__name__}")
+    raise InvalidConnectionSettings(
+        f"previous_secrets must be a string or a list, got {type(value).__name__}"
+    )
 
 
 def _parse_max_body_bytes(conn_id: str, value: Any) -> int:
@@ -66,7 +68,9 @@ def _parse_max_body_bytes(conn_id: str, value: Any) -> int:
             f"max_body_bytes of connection {conn_id!r} must be a whole number of bytes, got {value!r}"
         ) from None
     if parsed < 1024:
-        raise InvalidConnectionSettings(f"max_body_bytes of connection {conn_id!r} must be at least 1024, got {parsed}")
+        raise InvalidConnectionSettings(
+            f"max_body_bytes of connection {conn_id!r} must be at least 1024, got {parsed}"
+        )
     return parsed
 
 
@@ -83,7 +87,9 @@ def settings_from_connection(conn_id: str, password: str | None, extra: Mapping[
         return extra.get(name, extra.get(f"extra__{ReclaimWebhookHook.conn_type}__{name}"))
 
     current = (password or "").strip()
-    secrets = tuple(secret for secret in (current, *_parse_previous_secrets(read("previous_secrets"))) if secret)
+    secrets = tuple(
+        secret for secret in (current, *_parse_previous_secrets(read("previous_secrets"))) if secret
+    )
     inbox_url = read("inbox_url") or None
     return WebhookSettings(
         conn_id=conn_id,

@@ -62,11 +62,12 @@ class ReclaimRouteEventsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         routed_by = claim_key(context["dag"].dag_id, context["run_id"])
-        asset_event_count = sum(len(events) for events in (context.get("triggering_asset_events") or {}).values())
+        asset_event_count = sum(
+            len(events) for events in (context.get("triggering_asset_events") or {}).values()
+        )
 
         ledger = ReclaimWebhookHook(reclaim_conn_id=self.reclaim_conn_id).get_ledger()
         batch = ledger.route_pending(self.reclaim_conn_id, routed_by, self.max_events)
-
 
         summary = batch.summary()
         counts = {state: len(keys) for state, keys in summary["by_state"].items()}
@@ -107,7 +108,9 @@ class ReclaimRoutedEventsOperator(BaseOperator):
         super().__init__(**kwargs)
         self.kind = EventKind(kind)
         if self.kind not in ROUTED_KINDS:
-            raise ValueError(f"kind must be one of {[k.value for k in ROUTED_KINDS]}, got {self.kind.value!r}")
+            raise ValueError(
+                f"kind must be one of {[k.value for k in ROUTED_KINDS]}, got {self.kind.value!r}"
+            )
         self.reclaim_conn_id = reclaim_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
@@ -116,7 +119,9 @@ class ReclaimRoutedEventsOperator(BaseOperator):
         records = ledger.claimed_by(self.reclaim_conn_id, routed_by).records(self.kind)
 
         if not records:
-            self.log.info("This run routed no %s events, skipping the %s handler", self.kind.value, self.kind.value)
+            self.log.info(
+                "This run routed no %s events, skipping the %s handler", self.kind.value, self.kind.value
+            )
             raise AirflowSkipException(f"no {self.kind.value} events in this run")
         self.log.info("This run routed %d %s events", len(records), self.kind.value)
         return records

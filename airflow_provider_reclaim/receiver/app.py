@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import threading
 import time
@@ -65,12 +66,17 @@ def load_settings_from_airflow(conn_id: str) -> WebhookSettings:
     try:
         connection = ReclaimWebhookHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        raise UnknownConnection(conn_id) from None
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        if os.environ.get(variable):
+            raise UnknownConnection(f"{variable} is set but could not be parsed as a connection") from None
+        raise UnknownConnection(f"connection {conn_id!r} not found") from None
 
     # Only reclaim_webhook connections receive webhooks: the password of any other connection
     # must never act as a webhook secret.
     if connection.conn_type != ReclaimWebhookHook.conn_type:
-        raise UnknownConnection(conn_id)
+        raise UnknownConnection(
+            f"connection {conn_id!r} is of type {connection.conn_type!r}, not {ReclaimWebhookHook.conn_type!r}"
+        )
     hook = ReclaimWebhookHook(reclaim_conn_id=conn_id)
     return hook.get_settings()
 
@@ -199,13 +205,9 @@ def create_app(
             )
         try:
             settings = await run_in_threadpool(settings_cache.get, conn_id)
-        except UnknownConnection:
+        except UnknownConnection as error:
             return reject(
-                404,
-                "unknown_connection",
-                "Rejected delivery from %s: no reclaim_webhook connection %r",
-                client,
-                conn_id,
+                404, "unknown_connection", "Rejected delivery from %s to %r: %s", client, conn_id, error
             )
         except InvalidConnectionSettings as error:
             return reject(

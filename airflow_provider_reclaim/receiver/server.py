@@ -89,7 +89,9 @@ def format_base_url(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def create_server_app(settings_loader: Callable[[str], WebhookSettings] = load_settings_from_airflow) -> FastAPI:
+def create_server_app(
+    settings_loader: Callable[[str], WebhookSettings] = load_settings_from_airflow,
+) -> FastAPI:
     """Create the top-level application that mounts the receiver at ``/reclaim``.
 
     :param settings_loader: Returns the settings of a connection id, as in
@@ -127,7 +129,9 @@ def check_tls_options(
 
     uses_tls = self_signed or certfile is not None
     if uses_tls and insecure:
-        raise ServerConfigError("--insecure turns TLS off, so it cannot be combined with --certfile or --self-signed")
+        raise ServerConfigError(
+            "--insecure turns TLS off, so it cannot be combined with --certfile or --self-signed"
+        )
     if not uses_tls and not insecure and not is_loopback_host(host):
         raise ServerConfigError(
             f"plain HTTP is not allowed on {host!r} because it is not a loopback address. "
@@ -313,8 +317,9 @@ def _run(
         except SystemExit as error:
             # uvicorn logs why it could not start (port in use, address not available, failed
             # lifespan startup) and then calls sys.exit().
-            raise ServerStartError(f"the receiver could not start on {base_url} (uvicorn exit code {error.code})") from None
+            raise ServerStartError(
+                f"the receiver could not start on {base_url} (uvicorn exit code {error.code})"
+            ) from None
 
     stopped_by = ", ".join(signal.Signals(signum).name for signum in recorder.received) or "no signal"
     log.info("Stopped the Reclaim webhook receiver on %s (%s)", base_url, stopped_by)
-

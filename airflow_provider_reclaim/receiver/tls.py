@@ -154,7 +154,9 @@ def write_self_signed_certificate(
     keyfile = target / KEY_FILENAME
     _write_private(
         keyfile,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
     )
     certfile = target / CERT_FILENAME
     certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))

@@ -69,7 +69,9 @@ def get_engine(url: str | None = None) -> Engine:
             try:
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise StoreUnavailable(f"cannot create the directory of the inbox database: {error}") from error
+                raise StoreUnavailable(
+                    f"cannot create the directory of the inbox database: {error}"
+                ) from error
 
         engine = create_engine(
             url,

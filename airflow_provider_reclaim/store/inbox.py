@@ -186,12 +186,17 @@ class Inbox:
             with self._engine.begin() as connection:
                 try:
                     with connection.begin_nested():
-                        row_id = connection.execute(insert(inbox_event).values(**values)).inserted_primary_key[0]
+                        row_id = connection.execute(
+                            insert(inbox_event).values(**values)
+                        ).inserted_primary_key[0]
                     return StoredDelivery(DeliveryOutcome.ACCEPTED, event.identity_key, kind, row_id)
                 except IntegrityError:
                     pass
 
-                same_event = (inbox_event.c.conn_id == conn_id, inbox_event.c.identity_key == event.identity_key)
+                same_event = (
+                    inbox_event.c.conn_id == conn_id,
+                    inbox_event.c.identity_key == event.identity_key,
+                )
                 connection.execute(
                     update(inbox_event)
                     .where(*same_event)
@@ -202,7 +207,9 @@ class Inbox:
         except OperationalError as error:
             raise StoreUnavailable(f"cannot write to the inbox: {error.orig}") from error
 
-    def _quarantine(self, conn_id: str, body: bytes, headers: Mapping[str, str], reason: str) -> StoredDelivery:
+    def _quarantine(
+        self, conn_id: str, body: bytes, headers: Mapping[str, str], reason: str
+    ) -> StoredDelivery:
         try:
             with self._engine.begin() as connection:
                 row_id = connection.execute(
@@ -252,12 +259,19 @@ class Inbox:
     def list_quarantine(self, conn_id: str) -> list[dict[str, Any]]:
         """Return the quarantined deliveries of ``conn_id``, without their bodies."""
         query = (
-            select(quarantine.c.id, quarantine.c.received_at, quarantine.c.reason, func.length(quarantine.c.body))
+            select(
+                quarantine.c.id, quarantine.c.received_at, quarantine.c.reason, func.length(quarantine.c.body)
+            )
             .where(quarantine.c.conn_id == conn_id)
             .order_by(quarantine.c.id)
         )
         with self._engine.connect() as connection:
             return [
-                {"id": row[0], "received_at": as_utc(row[1]).isoformat(), "reason": row[2], "body_bytes": row[3]}
+                {
+                    "id": row[0],
+                    "received_at": as_utc(row[1]).isoformat(),
+                    "reason": row[2],
+                    "body_bytes": row[3],
+                }
                 for row in connection.execute(query)
             ]

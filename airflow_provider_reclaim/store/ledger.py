@@ -151,7 +151,9 @@ class RoutingBatch:
 
     def summary(self) -> dict[str, Any]:
         """Return the claimed identity keys grouped by the state they ended in."""
-        grouped: dict[str, list[str]] = {state.value: [] for state in InboxState if state is not InboxState.PENDING}
+        grouped: dict[str, list[str]] = {
+            state.value: [] for state in InboxState if state is not InboxState.PENDING
+        }
         for event in self.events:
             grouped[event.state.value].append(event.identity_key)
         return {"routed_by": self.routed_by, "events": len(self.events), "by_state": grouped}
@@ -245,7 +247,9 @@ class Ledger:
             update(inbox_event).where(inbox_event.c.id.in_(oldest_pending)).values(routed_by=routed_by)
         )
 
-    def _apply(self, connection: Connection, conn_id: str, routed_by: str, events: Iterable[InboxEvent]) -> None:
+    def _apply(
+        self, connection: Connection, conn_id: str, routed_by: str, events: Iterable[InboxEvent]
+    ) -> None:
         now = utcnow()
         ordered = sorted(events, key=lambda event: (event.event_ts, event.kind.precedence, event.id))
         meetings: dict[str, MeetingState | None] = {}
@@ -256,13 +260,17 @@ class Ledger:
             current = meetings[event.meeting_id]
             state = decide(current, event.kind, event.event_ts)
 
-            if state is not InboxState.IGNORED and not self._record_event(connection, conn_id, routed_by, event, state):
+            if state is not InboxState.IGNORED and not self._record_event(
+                connection, conn_id, routed_by, event, state
+            ):
                 state = InboxState.DUPLICATE
             if state is InboxState.ROUTED:
                 meetings[event.meeting_id] = self._apply_to_meeting(connection, conn_id, current, event, now)
 
             connection.execute(
-                update(inbox_event).where(inbox_event.c.id == event.id).values(state=state.value, routed_at=now)
+                update(inbox_event)
+                .where(inbox_event.c.id == event.id)
+                .values(state=state.value, routed_at=now)
             )
             log.info(
                 "Routing event %s of meeting %s: %s (claimed by %s)",
@@ -298,7 +306,9 @@ class Ledger:
     @staticmethod
     def _load_meeting(connection: Connection, conn_id: str, meeting_id: str) -> MeetingState | None:
         row = connection.execute(
-            select(ledger_meeting).where(ledger_meeting.c.conn_id == conn_id, ledger_meeting.c.meeting_id == meeting_id)
+            select(ledger_meeting).where(
+                ledger_meeting.c.conn_id == conn_id, ledger_meeting.c.meeting_id == meeting_id
+            )
         ).first()
         return _meeting_from_row(row) if row else None
 
@@ -327,11 +337,15 @@ class Ledger:
         where = (ledger_meeting.c.conn_id == conn_id, ledger_meeting.c.meeting_id == event.meeting_id)
         if current is None:
             connection.execute(
-                insert(ledger_meeting).values(conn_id=conn_id, meeting_id=event.meeting_id, applied_count=1, **values)
+                insert(ledger_meeting).values(
+                    conn_id=conn_id, meeting_id=event.meeting_id, applied_count=1, **values
+                )
             )
         else:
             connection.execute(
-                update(ledger_meeting).where(*where).values(applied_count=ledger_meeting.c.applied_count + 1, **values)
+                update(ledger_meeting)
+                .where(*where)
+                .values(applied_count=ledger_meeting.c.applied_count + 1, **values)
             )
         return _meeting_from_row(connection.execute(select(ledger_meeting).where(*where)).one())
 
@@ -341,5 +355,7 @@ class Ledger:
         if meeting_id is not None:
             query = query.where(ledger_meeting.c.meeting_id == meeting_id)
         with self._engine.connect() as connection:
-            rows = connection.execute(query.order_by(ledger_meeting.c.updated_at, ledger_meeting.c.meeting_id))
+            rows = connection.execute(
+                query.order_by(ledger_meeting.c.updated_at, ledger_meeting.c.meeting_id)
+            )
             return [_meeting_from_row(row) for row in rows]

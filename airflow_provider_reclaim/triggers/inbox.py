@@ -10,8 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_reclaim.store.database import StoreUnavailable
 from airflow_provider_reclaim.hooks.webhook import ReclaimWebhookHook, settings_from_connection
+from airflow_provider_reclaim.store.database import StoreUnavailable
 from airflow_provider_reclaim.store.inbox import Inbox, InboxEvent, InboxState
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,16 @@ SIGNAL_NEW = "new"
 SIGNAL_RETRY = "retry"
 
 # Fields of the event record copied into asset-event payloads: no personal data.
-_SIGNALLED_FIELDS = ("identity_key", "kind", "type", "meeting_id", "event_ts", "start_time", "end_time", "custom_data")
+_SIGNALLED_FIELDS = (
+    "identity_key",
+    "kind",
+    "type",
+    "meeting_id",
+    "event_ts",
+    "start_time",
+    "end_time",
+    "custom_data",
+)
 
 
 class _InboxPoller:
@@ -31,7 +40,9 @@ class _InboxPoller:
     routing claims events from the inbox, so a repeated signal never routes an event twice.
     """
 
-    def __init__(self, conn_id: str, inbox_url: str | None, resignal_interval: float, max_signals_per_poll: int):
+    def __init__(
+        self, conn_id: str, inbox_url: str | None, resignal_interval: float, max_signals_per_poll: int
+    ):
         self.conn_id = conn_id
         self.inbox_url = inbox_url
         self.resignal_interval = resignal_interval
@@ -63,7 +74,11 @@ class _InboxPoller:
         # unprocessed until an unrelated event arrives. While events stay pending, one more
         # signal per interval provides that later event. One signal is enough, because the
         # routing task claims every pending event, not only those of its asset events.
-        stale = [event for event in pending if now - self._last_signalled.get(event.id, now) >= self.resignal_interval]
+        stale = [
+            event
+            for event in pending
+            if now - self._last_signalled.get(event.id, now) >= self.resignal_interval
+        ]
         if stale:
             for event in stale:
                 self._last_signalled[event.id] = now
@@ -161,7 +176,10 @@ class ReclaimInboxTrigger(BaseEventTrigger):
         """Poll the inbox forever and yield one signal dictionary per event to announce."""
         conn_id = kwargs["reclaim_conn_id"]
         poller = _InboxPoller(
-            conn_id, await _resolve_inbox_url(conn_id), kwargs["resignal_interval"], kwargs["max_signals_per_poll"]
+            conn_id,
+            await _resolve_inbox_url(conn_id),
+            kwargs["resignal_interval"],
+            kwargs["max_signals_per_poll"],
         )
         poll_interval = kwargs["poll_interval"]
         log.info("Watching the inbox of connection %r every %s s", conn_id, poll_interval)

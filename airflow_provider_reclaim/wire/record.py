@@ -103,7 +103,9 @@ def build_record(event: ReclaimEvent) -> dict[str, Any]:
             ),
         },
         "meeting_title": builder.text("meeting_title", meeting.meeting_title, _TITLE_LIMIT),
-        "cancellation_message": builder.text("cancellation_message", event.cancellation_message, _MESSAGE_LIMIT),
+        "cancellation_message": builder.text(
+            "cancellation_message", event.cancellation_message, _MESSAGE_LIMIT
+        ),
         "custom_data": builder.custom_data(event),
     }
     record["truncated"] = builder.truncated

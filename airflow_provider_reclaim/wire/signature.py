@@ -78,7 +78,9 @@ def decode_signature(value: str) -> bytes:
     :raises MalformedSignature: The value is empty, too long, not ASCII, or not a SHA-256 digest.
     """
     if len(value) > MAX_SIGNATURE_LENGTH:
-        raise MalformedSignature(f"signature header is {len(value)} characters, the maximum is {MAX_SIGNATURE_LENGTH}")
+        raise MalformedSignature(
+            f"signature header is {len(value)} characters, the maximum is {MAX_SIGNATURE_LENGTH}"
+        )
     if not value.isascii():
         raise MalformedSignature("signature header contains non-ASCII characters")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from airflow_stack import AirflowStack
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from airflow_stack import AirflowStack, make_self_signed_cert
 from demo import collect_handled, demo_scenario, wait_until_routed
 
@@ -135,7 +134,9 @@ def new_meeting_id(label: str) -> str:
 
 
 def test_plugin_health_and_unsigned_request(deployment: Deployment):
-    health = requests.get(f"{deployment.stack.base_url}/reclaim/health", verify=str(deployment.cert), timeout=30)
+    health = requests.get(
+        f"{deployment.stack.base_url}/reclaim/health", verify=str(deployment.cert), timeout=30
+    )
     unsigned = requests.post(deployment.url, data=b"{}", verify=str(deployment.cert), timeout=30)
 
     assert health.status_code == 200
@@ -146,7 +147,9 @@ def test_plugin_health_and_unsigned_request(deployment: Deployment):
 
 def test_burst_of_three_all_handled(deployment: Deployment):
     events = [
-        make_event("created-observed.json", new_meeting_id(f"burst{index}"), f"2031-01-0{index + 1}T09:00:00.000Z")
+        make_event(
+            "created-observed.json", new_meeting_id(f"burst{index}"), f"2031-01-0{index + 1}T09:00:00.000Z"
+        )
         for index in range(3)
     ]
     deliveries = [
@@ -226,11 +229,19 @@ def test_events_survive_triggerer_restart(deployment: Deployment):
 
 
 def test_demo_scenario_handled_exactly_once(deployment: Deployment):
-    results = send(deployment.url, plan_scenario(demo_scenario(seed=11)), deployment.secret, verify=str(deployment.cert))
+    results = send(
+        deployment.url, plan_scenario(demo_scenario(seed=11)), deployment.secret, verify=str(deployment.cert)
+    )
     handled = deployment.wait_until_settled(timeout=150)
 
-    unexpected = [(result.label, result.http_status, result.json_status) for result in results if not result.matches_expected]
-    routed = [event.identity_key for event in deployment.inbox.list_events(CONN_ID, states={InboxState.ROUTED})]
+    unexpected = [
+        (result.label, result.http_status, result.json_status)
+        for result in results
+        if not result.matches_expected
+    ]
+    routed = [
+        event.identity_key for event in deployment.inbox.list_events(CONN_ID, states={InboxState.ROUTED})
+    ]
     assert unexpected == []
     assert not any(result.http_status and result.http_status >= 500 for result in results)
     assert [key for key in routed if handled[key] != 1] == []
@@ -262,7 +273,9 @@ def _form_fields_unavailable() -> bool:
     return Version(airflow_version) < Version("3.2") and importlib.util.find_spec("wtforms") is None
 
 
-@pytest.mark.skipif(_form_fields_unavailable(), reason="Airflow 3.1 without wtforms shows no connection form fields")
+@pytest.mark.skipif(
+    _form_fields_unavailable(), reason="Airflow 3.1 without wtforms shows no connection form fields"
+)
 def test_connection_form_has_labelled_fields(deployment: Deployment):
     hooks = {hook["connection_type"]: hook for hook in deployment.stack.api_get("/ui/connections/hook_meta")}
     form = hooks["reclaim_webhook"]

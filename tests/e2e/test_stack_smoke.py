@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from airflow_stack import AirflowStack, make_self_signed_cert
 
 log = logging.getLogger(__name__)

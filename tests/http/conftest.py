@@ -20,7 +20,9 @@ def receiver_environment(tmp_path_factory: pytest.TempPathFactory) -> ReceiverEn
 
 
 @pytest.fixture(scope="module")
-def receiver(receiver_environment: ReceiverEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReceiverProcess]:
+def receiver(
+    receiver_environment: ReceiverEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReceiverProcess]:
     """A server shared by the tests of one module, stopped after the module even on failure."""
     process = ReceiverProcess(receiver_environment, tmp_path_factory.mktemp("receiver"))
     try:

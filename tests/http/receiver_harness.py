@@ -198,7 +198,9 @@ class ReceiverProcess:
                 )
             if self.certfile.exists():
                 try:
-                    response = requests.get(f"{self.base_url}/reclaim/health", verify=str(self.certfile), timeout=2)
+                    response = requests.get(
+                        f"{self.base_url}/reclaim/health", verify=str(self.certfile), timeout=2
+                    )
                     if response.status_code == 200:
                         return
                 except requests.RequestException as error:

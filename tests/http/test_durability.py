@@ -29,7 +29,9 @@ def test_accepted_event_survives_sigkill_and_restart(receiver_factory):
     headers = event_headers(body, sign(body, environment.secret))
 
     server = receiver_factory.start()
-    response = requests.post(server.webhook_url(), data=body, headers=headers, verify=str(server.certfile), timeout=30)
+    response = requests.post(
+        server.webhook_url(), data=body, headers=headers, verify=str(server.certfile), timeout=30
+    )
     exit_code = server.kill()
 
     assert response.status_code == 200
@@ -46,7 +48,9 @@ def test_accepted_event_survives_sigkill_and_restart(receiver_factory):
 
     # A new server on the same inbox recognises the redelivery.
     restarted = receiver_factory.start()
-    again = requests.post(restarted.webhook_url(), data=body, headers=headers, verify=str(restarted.certfile), timeout=30)
+    again = requests.post(
+        restarted.webhook_url(), data=body, headers=headers, verify=str(restarted.certfile), timeout=30
+    )
 
     assert again.status_code == 200
     assert again.json()["status"] == "duplicate"

@@ -24,9 +24,9 @@ from receiver_harness import (
     CONN_ID,
     DEMO_CONN_ID,
     HTTP_CONN_ID,
+    RawResponse,
     ReceiverEnvironment,
     ReceiverProcess,
-    RawResponse,
     event_headers,
     fixture_body,
     post_raw,
@@ -62,7 +62,9 @@ def signed(body: bytes, secret: str) -> str:
     return value
 
 
-def post(receiver: ReceiverProcess, body: bytes, headers: dict[str, str], conn_id: str = CONN_ID) -> requests.Response:
+def post(
+    receiver: ReceiverProcess, body: bytes, headers: dict[str, str], conn_id: str = CONN_ID
+) -> requests.Response:
     """POST with ``requests`` over TLS verified with the server's certificate."""
     response = requests.post(
         receiver.webhook_url(conn_id),
@@ -77,7 +79,9 @@ def post(receiver: ReceiverProcess, body: bytes, headers: dict[str, str], conn_i
     return response
 
 
-def post_hostile(receiver: ReceiverProcess, body: bytes, headers: list[tuple[str, str | bytes]], **kwargs: Any) -> RawResponse:
+def post_hostile(
+    receiver: ReceiverProcess, body: bytes, headers: list[tuple[str, str | bytes]], **kwargs: Any
+) -> RawResponse:
     response = post_raw(receiver, f"/reclaim/webhooks/{CONN_ID}", body, headers, **kwargs)
     RESPONSES.append(("POST raw", response.status))
     assert response.status < 500, response.payload
@@ -109,7 +113,9 @@ def assert_nothing_stored(environment: ReceiverEnvironment, meeting_id: str, qua
 
 
 @pytest.fixture
-def environment(receiver_environment: ReceiverEnvironment, receiver: ReceiverProcess) -> Iterator[ReceiverEnvironment]:
+def environment(
+    receiver_environment: ReceiverEnvironment, receiver: ReceiverProcess
+) -> Iterator[ReceiverEnvironment]:
     """The module's environment, once its server is up and has created the inbox."""
     Inbox(receiver_environment.inbox_url)
     yield receiver_environment
@@ -134,7 +140,9 @@ def test_valid_signature_then_redelivery(receiver, environment):
     assert stored_body(environment, events[0].id) == body
 
     # A retry carries a new webhook_sent_at but is the same event.
-    retry = body.replace(b'"webhook_sent_at": "2030-04-26T14:30:01Z"', b'"webhook_sent_at": "2030-04-26T14:31:05Z"')
+    retry = body.replace(
+        b'"webhook_sent_at": "2030-04-26T14:30:01Z"', b'"webhook_sent_at": "2030-04-26T14:31:05Z"'
+    )
     assert retry != body
     second = post(receiver, retry, event_headers(retry, signed(retry, environment.secret)))
 
@@ -270,7 +278,9 @@ def test_body_reserialised_after_signing(receiver, environment):
 HOSTILE_HEADERS = [
     pytest.param([(SIGNATURE_HEADER, "")], "malformed_signature", id="empty"),
     pytest.param([(SIGNATURE_HEADER, "no-secret-provided")], "malformed_signature", id="placeholder"),
-    pytest.param([(SIGNATURE_HEADER, "sha256=Zo\u00eb\u00c5".encode())], "malformed_signature", id="non-ascii-bytes"),
+    pytest.param(
+        [(SIGNATURE_HEADER, "sha256=Zo\u00eb\u00c5".encode())], "malformed_signature", id="non-ascii-bytes"
+    ),
     pytest.param([(SIGNATURE_HEADER, "sha256=" + "A" * 10 * 1024)], "malformed_signature", id="10kb"),
 ]
 
@@ -296,7 +306,9 @@ def test_signature_header_sent_twice(receiver, environment):
 
     # Both copies are valid on their own: the repetition alone must be rejected.
     response = post_hostile(
-        receiver, body, [("Content-Type", "application/json"), (SIGNATURE_HEADER, valid), (SIGNATURE_HEADER, valid)]
+        receiver,
+        body,
+        [("Content-Type", "application/json"), (SIGNATURE_HEADER, valid), (SIGNATURE_HEADER, valid)],
     )
 
     assert response.status == 401
@@ -328,7 +340,9 @@ def test_chunked_body_over_limit(receiver, environment):
 
     quarantined_before = len(quarantine_rows(environment))
 
-    response = post(receiver, chunks(), {"Content-Type": "application/json", SIGNATURE_HEADER: "sha256=" + "A" * 43 + "="})
+    response = post(
+        receiver, chunks(), {"Content-Type": "application/json", SIGNATURE_HEADER: "sha256=" + "A" * 43 + "="}
+    )
 
     assert response.status_code == 413
     assert response.json() == {"status": "rejected", "reason": "body_too_large"}
@@ -340,7 +354,10 @@ def test_content_length_over_limit_with_small_body(receiver, environment):
     quarantined_before = len(quarantine_rows(environment))
 
     response = post_hostile(
-        receiver, body, [(SIGNATURE_HEADER, signed(body, environment.secret))], content_length=2 * MAX_BODY_BYTES
+        receiver,
+        body,
+        [(SIGNATURE_HEADER, signed(body, environment.secret))],
+        content_length=2 * MAX_BODY_BYTES,
     )
 
     assert response.status == 413
@@ -354,7 +371,9 @@ def test_content_length_shorter_than_body(receiver, environment):
     body = fixture_body("created-observed.json", meeting_id)
     quarantined_before = len(quarantine_rows(environment))
 
-    response = post_hostile(receiver, body, [(SIGNATURE_HEADER, signed(body, environment.secret))], content_length=10)
+    response = post_hostile(
+        receiver, body, [(SIGNATURE_HEADER, signed(body, environment.secret))], content_length=10
+    )
 
     assert response.status in (400, 401)
     assert_nothing_stored(environment, meeting_id, quarantined_before)
@@ -374,7 +393,10 @@ def test_client_disconnect_mid_body_is_not_an_error(receiver, environment):
             connection.recv(1024)
 
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "disconnected before sending the whole body" not in receiver.log_text():
+    while (
+        time.monotonic() < deadline
+        and "disconnected before sending the whole body" not in receiver.log_text()
+    ):
         time.sleep(0.1)
     assert "disconnected before sending the whole body" in receiver.log_text()
     assert "Exception in ASGI application" not in receiver.log_text()
@@ -396,7 +418,9 @@ def test_empty_body_unsigned(receiver, environment):
 def test_empty_body_signed(receiver, environment):
     quarantined_before = len(quarantine_rows(environment))
 
-    response = post(receiver, b"", {"Content-Type": "application/json", SIGNATURE_HEADER: signed(b"", environment.secret)})
+    response = post(
+        receiver, b"", {"Content-Type": "application/json", SIGNATURE_HEADER: signed(b"", environment.secret)}
+    )
 
     assert response.status_code == 202
     assert response.json()["status"] == "quarantined"
@@ -409,7 +433,11 @@ def test_signed_body_not_json(receiver, environment):
     body = b"this is not JSON {"
     quarantined_before = len(quarantine_rows(environment))
 
-    response = post(receiver, body, {"Content-Type": "application/json", SIGNATURE_HEADER: signed(body, environment.secret)})
+    response = post(
+        receiver,
+        body,
+        {"Content-Type": "application/json", SIGNATURE_HEADER: signed(body, environment.secret)},
+    )
 
     assert response.status_code == 202
     assert response.json()["status"] == "quarantined"
@@ -443,7 +471,9 @@ def test_unknown_connection(receiver, environment):
     body = fixture_body("created-observed.json", meeting_id)
     quarantined_before = len(quarantine_rows(environment))
 
-    response = post(receiver, body, event_headers(body, signed(body, environment.secret)), conn_id="no_such_connection")
+    response = post(
+        receiver, body, event_headers(body, signed(body, environment.secret)), conn_id="no_such_connection"
+    )
 
     assert response.status_code == 404
     assert response.json() == {"status": "rejected", "reason": "unknown_connection"}

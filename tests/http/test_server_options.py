@@ -24,7 +24,9 @@ def test_loopback_hosts(host):
     assert is_loopback_host(host)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.0.0.1", "192.168.1.20", "example.com", "localhost.example.com"])
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "", "10.0.0.1", "192.168.1.20", "example.com", "localhost.example.com"]
+)
 def test_non_loopback_hosts(host):
     assert not is_loopback_host(host)
 
@@ -52,8 +54,14 @@ def test_insecure_allows_plain_http_off_loopback():
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"certfile": "cert.pem", "keyfile": None, "self_signed": False, "insecure": False}, "both --certfile and --keyfile"),
-        ({"certfile": None, "keyfile": "key.pem", "self_signed": False, "insecure": False}, "both --certfile and --keyfile"),
+        (
+            {"certfile": "cert.pem", "keyfile": None, "self_signed": False, "insecure": False},
+            "both --certfile and --keyfile",
+        ),
+        (
+            {"certfile": None, "keyfile": "key.pem", "self_signed": False, "insecure": False},
+            "both --certfile and --keyfile",
+        ),
         ({"certfile": "cert.pem", "keyfile": "key.pem", "self_signed": True, "insecure": False}, "not both"),
         ({"certfile": None, "keyfile": None, "self_signed": True, "insecure": True}, "--insecure"),
     ],

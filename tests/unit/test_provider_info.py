@@ -133,7 +133,9 @@ def _form_fields_unavailable() -> bool:
     return Version(airflow_version) < Version("3.2") and importlib.util.find_spec("wtforms") is None
 
 
-@pytest.mark.skipif(_form_fields_unavailable(), reason="Airflow 3.1 without wtforms shows no connection form fields")
+@pytest.mark.skipif(
+    _form_fields_unavailable(), reason="Airflow 3.1 without wtforms shows no connection form fields"
+)
 def test_providers_manager_registers_connection():
     from airflow.providers_manager import ProvidersManager
 

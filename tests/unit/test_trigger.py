@@ -124,9 +124,13 @@ async def test_routed_events_not_signalled(inbox_url: str):
 
 async def test_restarted_trigger_signals_pending_again(inbox_url: str):
     store(inbox_url, "created-documented.json")
-    first = await collect(ReclaimInboxTrigger(reclaim_conn_id=CONN_ID, poll_interval=0.1, resignal_interval=60), 1)
+    first = await collect(
+        ReclaimInboxTrigger(reclaim_conn_id=CONN_ID, poll_interval=0.1, resignal_interval=60), 1
+    )
 
-    restarted = await collect(ReclaimInboxTrigger(reclaim_conn_id=CONN_ID, poll_interval=0.1, resignal_interval=60), 1)
+    restarted = await collect(
+        ReclaimInboxTrigger(reclaim_conn_id=CONN_ID, poll_interval=0.1, resignal_interval=60), 1
+    )
 
     assert first[0]["signal"] == "new"
     assert restarted[0]["signal"] == "new"
