@@ -75,3 +75,33 @@ def test_sigterm_stops_server_cleanly(receiver_factory):
     assert "Traceback" not in log_text
     # The key stays readable by its owner only.
     assert (server.certfile.parent / "reclaim-receiver.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_unavailable_inbox_answers_503(receiver_factory):
+    environment = receiver_factory.environment
+    body = fixture_body("created-documented.json")
+    headers = event_headers(body, sign(body, environment.secret))
+    # A plain file where the inbox directory belongs: the database cannot be created.
+    blocker = environment.inbox_path.parent
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a directory")
+
+    server = receiver_factory.start()
+    refused = requests.post(
+        server.webhook_url(), data=body, headers=headers, verify=str(server.certfile), timeout=30
+    )
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.json() == {"status": "unavailable", "reason": "inbox_unavailable"}
+    assert "Cannot store a verified delivery" in server.log_text()
+
+    # Once the database can be created, Reclaim's retry is accepted.
+    blocker.unlink()
+    retried = requests.post(
+        server.webhook_url(), data=body, headers=headers, verify=str(server.certfile), timeout=30
+    )
+
+    assert retried.status_code == 200
+    assert retried.json()["status"] == "accepted"
+    assert len(Inbox(environment.inbox_url).list_events(CONN_ID)) == 1
