@@ -4,8 +4,9 @@
 SQLite, LocalExecutor, the API server over HTTPS with a self-signed certificate, the
 scheduler, the DAG processor and the triggerer. It unpauses the example DAG and sends a
 realistic stream of signed events to the receiver that the provider's plugin mounts on the
-API server. Then it waits until every verified event has been routed and handled, prints a
-summary, and stops every process it started, also on failure or Ctrl-C.
+API server, and waits until every verified event has been routed and handled. Then it sends a
+reschedule dated before a cancellation that was already routed, which must be superseded.
+Last, it prints a summary and stops every process it started, also on failure or Ctrl-C.
 
 Exit status: 0 when every verified event was handled exactly once and every delivery got the
 response a correct receiver gives; 1 otherwise.
@@ -22,6 +23,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,20 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from airflow_stack import AirflowStack, AirflowStackError, make_self_signed_cert  # noqa: E402
 
-from airflow_provider_reclaim.simulator import PlanOptions, Scenario, plan_scenario, send  # noqa: E402
+from airflow_provider_reclaim.simulator import (  # noqa: E402
+    EVENT_CANCELLED,
+    EVENT_UPDATED,
+    Category,
+    Delivery,
+    Outcome,
+    PlanOptions,
+    Scenario,
+    plan_scenario,
+    send,
+)
 from airflow_provider_reclaim.store.inbox import Inbox, InboxState  # noqa: E402
 from airflow_provider_reclaim.store.ledger import Ledger  # noqa: E402
+from airflow_provider_reclaim.wire.events import parse_event  # noqa: E402
 
 log = logging.getLogger("reclaim-demo")
 
@@ -50,6 +63,30 @@ def demo_scenario(seed: int) -> Scenario:
         update_share=0.5,
         cancel_share=0.3,
         plan=PlanOptions(duplicates=3, out_of_order=2, burst=3, tampered=True, not_json=True),
+    )
+
+
+def late_reschedule(deliveries: list[Delivery]) -> Delivery:
+    """Build a reschedule that Reclaim dated before a cancellation but delivers after it.
+
+    The ledger must record it as superseded: a cancellation is final.
+    """
+    cancelled = next(
+        delivery for delivery in deliveries if delivery.key and delivery.key.type == EVENT_CANCELLED
+    )
+    event = json.loads(cancelled.body)
+    event["type"] = EVENT_UPDATED
+    event.pop("cancellation_message", None)
+    cancelled_at = datetime.fromisoformat(event["event_ts"].replace("Z", "+00:00"))
+    event["event_ts"] = (
+        (cancelled_at - timedelta(minutes=5)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    return Delivery(
+        label=f"late Updated {event['meeting']['meeting_id']}",
+        category=Category.OUT_OF_ORDER,
+        body=json.dumps(event).encode("utf-8"),
+        headers={"Content-Type": "application/json", "x-reclaim-webhook-type": EVENT_UPDATED},
+        expected=Outcome.ACCEPTED,
     )
 
 
@@ -90,7 +127,7 @@ def wait_until_routed(stack: AirflowStack, inbox: Inbox, timeout: float) -> Coun
         time.sleep(1.0)
 
 
-def print_summary(results, inbox: Inbox, ledger: Ledger, handled: Counter[str]) -> bool:
+def print_summary(results, inbox: Inbox, ledger: Ledger, handled: Counter[str], late_key: str) -> bool:
     """Print each delivery's outcome and each meeting's final state. Return whether all checks passed."""
     width = max(len(result.label) for result in results)
     print("\nDeliveries (simulator -> receiver):")
@@ -123,12 +160,15 @@ def print_summary(results, inbox: Inbox, ledger: Ledger, handled: Counter[str]) 
     handled_twice = [key for key, count in handled.items() if count > 1]
     not_handled = [key for key in routed if handled[key] == 0]
     unexpected = [result for result in results if not result.matches_expected]
+    late_state = next(event.state for event in events if event.identity_key == late_key)
+    late_ok = late_state is InboxState.SUPERSEDED and handled[late_key] == 0
+    print(f"Late reschedule after the cancellation: {late_state.value}, handled {handled[late_key]} times")
     print(
         f"\nRouted {len(routed)} events; handled exactly once: {len(routed) - len(not_handled) - len(handled_twice)}; "
         f"handled twice: {len(handled_twice)}; not handled: {len(not_handled)}; "
         f"unexpected responses: {len(unexpected)}"
     )
-    return not handled_twice and not not_handled and not unexpected
+    return not handled_twice and not not_handled and not unexpected and late_ok
 
 
 def _raise_keyboard_interrupt(signum: int, _frame: Any) -> None:
@@ -180,8 +220,13 @@ def main() -> int:
 
         inbox, ledger = Inbox(inbox_url), Ledger(inbox_url)
         log.info("Waiting until every verified event is routed and handled (at most %.0f s)", args.timeout)
+        wait_until_routed(stack, inbox, args.timeout)
+
+        late = late_reschedule(deliveries)
+        log.info("Sending a reschedule dated before its meeting's cancellation, after that was routed")
+        results += send(url, [late], secret, verify=str(cert))
         handled = wait_until_routed(stack, inbox, args.timeout)
-        passed = print_summary(results, inbox, ledger, handled)
+        passed = print_summary(results, inbox, ledger, handled, parse_event(late.body).identity_key)
     except AirflowStackError as error:
         print(f"Demo failed: {error}", file=sys.stderr)
         return 1
