@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -95,10 +96,7 @@ def load_connection_settings(conn_id: str, log_level: str) -> Any:
     try:
         connection = hook.get_connection(conn_id)
     except AirflowNotFoundException:
-        raise CliError(
-            f"connection {conn_id!r} not found: define it in Airflow, for example with the "
-            f"AIRFLOW_CONN_{conn_id.upper()} environment variable"
-        ) from None
+        raise CliError(_connection_not_found_message(conn_id)) from None
 
     if connection.conn_type != _CONN_TYPE:
         raise CliError(f"connection {conn_id!r} is of type {connection.conn_type!r}, expected {_CONN_TYPE!r}")
@@ -106,6 +104,29 @@ def load_connection_settings(conn_id: str, log_level: str) -> Any:
         return hook.get_settings()
     except webhook.InvalidConnectionSettings as error:
         raise CliError(f"connection {conn_id!r} has invalid settings: {error}") from None
+
+
+def _connection_not_found_message(conn_id: str) -> str:
+    """Return why Airflow found no connection ``conn_id`` and what to do, without the variable's value."""
+    # Airflow's environment-variable backend reads AIRFLOW_CONN_ plus the upper-cased id. When it
+    # cannot parse the value, Airflow 3.3 logs that at DEBUG level only and reports the
+    # connection as not found, as for a missing variable. A blank value is not found either.
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    value = os.environ.get(variable)
+    if value is None:
+        return (
+            f"connection {conn_id!r} not found: define it in Airflow, for example with the "
+            f"{variable} environment variable"
+        )
+    if not value.strip():
+        return (
+            f"connection {conn_id!r} not found: {variable} is set but empty. "
+            "Put the connection's JSON or URI in it"
+        )
+    return (
+        f"connection {conn_id!r} not found: {variable} is set but could not be parsed as a "
+        "connection. Check its JSON or URI"
+    )
 
 
 def resolve_inbox_url(conn_id: str, inbox_url: str | None, log_level: str) -> str:

@@ -57,6 +57,8 @@ class DeliveryResult:
     :param started_ms: Time from the start of :func:`send` to the first attempt.
     :param attempts: Number of requests made, retries included.
     :param error: Connection, TLS or timeout error, or the reason a retry was not made.
+    :param reason: The ``reason`` string of a JSON object response body, such as
+        ``signature_mismatch``, or None.
     """
 
     label: str
@@ -69,6 +71,7 @@ class DeliveryResult:
     started_ms: float
     attempts: int
     error: str | None = None
+    reason: str | None = None
 
     @property
     def matches_expected(self) -> bool:
@@ -201,7 +204,9 @@ def _deliver(
     started = time.perf_counter()
     attempts = 0
 
-    def result(status: int | None, json_status: str | None, error: str | None = None) -> DeliveryResult:
+    def result(
+        status: int | None, json_status: str | None, error: str | None = None, reason: str | None = None
+    ) -> DeliveryResult:
         return DeliveryResult(
             label=delivery.label,
             category=delivery.category,
@@ -213,6 +218,7 @@ def _deliver(
             started_ms=(started - origin) * 1000,
             attempts=attempts,
             error=error,
+            reason=reason,
         )
 
     while True:
@@ -231,14 +237,14 @@ def _deliver(
             return result(None, None, f"{type(error).__name__}: {error}")
 
         status = response.status_code
-        json_status = _json_status(response)
+        json_status, reason = _json_status_and_reason(response)
         if status not in RETRY_STATUSES:
-            return result(status, json_status)
+            return result(status, json_status, reason=reason)
         if attempts > settings.max_retries:
             logger.warning(
                 "delivery %s got %d after %d retries, giving up", delivery.label, status, settings.max_retries
             )
-            return result(status, json_status, f"still {status} after {settings.max_retries} retries")
+            return result(status, json_status, f"still {status} after {settings.max_retries} retries", reason)
 
         header = response.headers.get("Retry-After")
         delay = parse_retry_after(header)
@@ -256,6 +262,7 @@ def _deliver(
                 status,
                 json_status,
                 f"Retry-After {header!r} exceeds max_retry_after={settings.max_retry_after}",
+                reason,
             )
 
         logger.info(
@@ -285,11 +292,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _json_status(response: requests.Response) -> str | None:
+def _json_status_and_reason(response: requests.Response) -> tuple[str | None, str | None]:
+    """Return the ``status`` and ``reason`` strings of a JSON object body, each None when absent."""
     try:
         payload = response.json()
     except ValueError:
-        return None
-    if isinstance(payload, dict) and isinstance(payload.get("status"), str):
-        return payload["status"]
-    return None
+        return None, None
+    if not isinstance(payload, dict):
+        return None, None
+    status = payload.get("status")
+    reason = payload.get("reason")
+    return (
+        status if isinstance(status, str) else None,
+        reason if isinstance(reason, str) else None,
+    )
