@@ -145,5 +145,5 @@ async def test_unreadable_inbox_keeps_polling(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
     trigger = ReclaimInboxTrigger(reclaim_conn_id=CONN_ID, poll_interval=0.05, resignal_interval=60)
 
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):
         await collect(trigger, 1, timeout=0.5)
