@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -126,6 +126,10 @@ def inbox_event_from_row(row: Any) -> InboxEvent:
     )
 
 
+# Every column an InboxEvent needs. The raw body and headers stay out of listings and polls.
+EVENT_COLUMNS = tuple(column for column in inbox_event.c if column.name not in ("body", "headers"))
+
+
 def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     lowered = {name.lower(): value for name, value in headers.items()}
     return {name: lowered[name][:512] for name in KEPT_HEADERS if name in lowered}
@@ -235,7 +239,7 @@ class Inbox:
         limit: int | None = None,
     ) -> list[InboxEvent]:
         """Return stored events of ``conn_id`` in arrival order, optionally filtered."""
-        query = select(inbox_event).where(inbox_event.c.conn_id == conn_id, inbox_event.c.id > after_id)
+        query = select(*EVENT_COLUMNS).where(inbox_event.c.conn_id == conn_id, inbox_event.c.id > after_id)
         if states:
             query = query.where(inbox_event.c.state.in_([state.value for state in states]))
         if meeting_id is not None:
@@ -243,6 +247,32 @@ class Inbox:
         query = query.order_by(inbox_event.c.id)
         if limit is not None:
             query = query.limit(limit)
+        with self._engine.connect() as connection:
+            return [inbox_event_from_row(row) for row in connection.execute(query)]
+
+    def pending_ids(self, conn_id: str) -> list[int]:
+        """Return the row ids of the pending events of ``conn_id``, oldest first.
+
+        Reads only the ``(conn_id, state, id)`` index, so a poller can call it every second
+        even with a large backlog.
+        """
+        query = (
+            select(inbox_event.c.id)
+            .where(inbox_event.c.conn_id == conn_id, inbox_event.c.state == InboxState.PENDING.value)
+            .order_by(inbox_event.c.id)
+        )
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def get_events(self, conn_id: str, ids: Sequence[int]) -> list[InboxEvent]:
+        """Return the events of ``conn_id`` with the given row ids, in arrival order."""
+        if not ids:
+            return []
+        query = (
+            select(*EVENT_COLUMNS)
+            .where(inbox_event.c.conn_id == conn_id, inbox_event.c.id.in_(list(ids)))
+            .order_by(inbox_event.c.id)
+        )
         with self._engine.connect() as connection:
             return [inbox_event_from_row(row) for row in connection.execute(query)]
 

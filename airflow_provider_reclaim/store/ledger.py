@@ -22,7 +22,7 @@ from sqlalchemy import Connection, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from airflow_provider_reclaim.store.database import StoreUnavailable, as_utc, get_engine, utcnow
-from airflow_provider_reclaim.store.inbox import InboxEvent, InboxState, inbox_event_from_row
+from airflow_provider_reclaim.store.inbox import EVENT_COLUMNS, InboxEvent, InboxState, inbox_event_from_row
 from airflow_provider_reclaim.store.schema import inbox_event, ledger_event, ledger_meeting
 from airflow_provider_reclaim.wire.events import EventKind
 
@@ -188,7 +188,7 @@ class Ledger:
             with self._engine.begin() as connection:
                 self._claim(connection, conn_id, routed_by, max_events)
                 claimed = connection.execute(
-                    select(inbox_event).where(
+                    select(*EVENT_COLUMNS).where(
                         inbox_event.c.conn_id == conn_id,
                         inbox_event.c.routed_by == routed_by,
                         inbox_event.c.state == InboxState.PENDING.value,
@@ -207,7 +207,7 @@ class Ledger:
     @staticmethod
     def _load_batch(connection: Connection, conn_id: str, routed_by: str) -> RoutingBatch:
         rows = connection.execute(
-            select(inbox_event)
+            select(*EVENT_COLUMNS)
             .where(inbox_event.c.conn_id == conn_id, inbox_event.c.routed_by == routed_by)
             .order_by(inbox_event.c.event_ts, inbox_event.c.id)
         ).all()

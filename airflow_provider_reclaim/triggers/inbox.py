@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_reclaim.hooks.webhook import ReclaimWebhookHook, settings_from_connection
 from airflow_provider_reclaim.store.database import StoreUnavailable
-from airflow_provider_reclaim.store.inbox import Inbox, InboxEvent, InboxState
+from airflow_provider_reclaim.store.inbox import Inbox, InboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -50,39 +50,42 @@ class _InboxPoller:
         self._last_signalled: dict[int, float] = {}
         self._inbox: Inbox | None = None
 
-    def _load_pending(self) -> list[InboxEvent]:
-        if self._inbox is None:
-            self._inbox = Inbox(self.inbox_url)
-        return self._inbox.list_events(self.conn_id, states={InboxState.PENDING})
-
     def poll(self) -> list[dict[str, Any]]:
         """Read the pending events and return the signals to emit now. Blocks: run it in a thread."""
-        pending = self._load_pending()
+        if self._inbox is None:
+            self._inbox = Inbox(self.inbox_url)
+        pending_ids = self._inbox.pending_ids(self.conn_id)
         now = time.monotonic()
-        pending_ids = {event.id for event in pending}
-        for event_id in list(self._last_signalled):
-            if event_id not in pending_ids:
-                del self._last_signalled[event_id]
 
-        signals = []
-        for event in pending:
-            if event.id not in self._last_signalled and len(signals) < self.max_signals_per_poll:
-                self._last_signalled[event.id] = now
-                signals.append(self._signal(event, SIGNAL_NEW, len(pending)))
+        pending = set(pending_ids)
+        for event_id in list(self._last_signalled):
+            if event_id not in pending:
+                del self._last_signalled[event_id]
 
         # Airflow may coalesce a burst of asset events into one DAG run and leave the rest
         # unprocessed until an unrelated event arrives. While events stay pending, one more
         # signal per interval provides that later event. One signal is enough, because the
         # routing task claims every pending event, not only those of its asset events.
-        stale = [
-            event
-            for event in pending
-            if now - self._last_signalled.get(event.id, now) >= self.resignal_interval
+        new_ids = [event_id for event_id in pending_ids if event_id not in self._last_signalled]
+        new_ids = new_ids[: self.max_signals_per_poll]
+        stale_ids = [
+            event_id
+            for event_id in pending_ids
+            if now - self._last_signalled.get(event_id, now) >= self.resignal_interval
         ]
-        if stale:
-            for event in stale:
-                self._last_signalled[event.id] = now
-            signals.append(self._signal(stale[0], SIGNAL_RETRY, len(pending)))
+
+        # Only the events to signal are read in full. An event routed since pending_ids() is skipped.
+        events = {event.id: event for event in self._inbox.get_events(self.conn_id, new_ids + stale_ids[:1])}
+        signals = []
+        for event_id in new_ids:
+            self._last_signalled[event_id] = now
+            if event_id in events:
+                signals.append(self._signal(events[event_id], SIGNAL_NEW, len(pending_ids)))
+        if stale_ids:
+            for event_id in stale_ids:
+                self._last_signalled[event_id] = now
+            if stale_ids[0] in events:
+                signals.append(self._signal(events[stale_ids[0]], SIGNAL_RETRY, len(pending_ids)))
         return signals
 
     def _signal(self, event: InboxEvent, signal: str, pending_count: int) -> dict[str, Any]:

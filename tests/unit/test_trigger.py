@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_reclaim.store.inbox import Inbox
 from airflow_provider_reclaim.store.ledger import Ledger
-from airflow_provider_reclaim.triggers.inbox import ReclaimInboxTrigger
+from airflow_provider_reclaim.triggers.inbox import ReclaimInboxTrigger, _InboxPoller
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reclaim"
 CONN_ID = "reclaim_trigger_test"
@@ -147,3 +147,35 @@ async def test_unreadable_inbox_keeps_polling(tmp_path: Path, monkeypatch: pytes
 
     with pytest.raises(asyncio.TimeoutError):
         await collect(trigger, 1, timeout=0.5)
+
+
+def _store_meetings(inbox_url: str, count: int) -> None:
+    template = json.loads((FIXTURES / "created-documented.json").read_text(encoding="utf-8"))
+    inbox = Inbox(inbox_url)
+    for index in range(count):
+        template["meeting"]["meeting_id"] = f"backlog-{index}"
+        inbox.store_delivery(CONN_ID, json.dumps(template).encode("utf-8"), {})
+
+
+def test_backlog_signalled_across_polls(inbox_url: str):
+    _store_meetings(inbox_url, 5)
+    poller = _InboxPoller(CONN_ID, inbox_url, resignal_interval=60, max_signals_per_poll=2)
+
+    rounds = [[signal["event"]["meeting_id"] for signal in poller.poll()] for _ in range(4)]
+
+    assert rounds == [["backlog-0", "backlog-1"], ["backlog-2", "backlog-3"], ["backlog-4"], []]
+
+
+def test_pending_ids_and_get_events(inbox_url: str):
+    _store_meetings(inbox_url, 3)
+    inbox = Inbox(inbox_url)
+    Ledger(inbox_url).route_pending(CONN_ID, "dag/run-1", max_events=1)
+
+    pending = inbox.pending_ids(CONN_ID)
+    events = inbox.get_events(CONN_ID, pending)
+
+    assert len(pending) == 2
+    assert [event.id for event in events] == pending
+    assert [event.meeting_id for event in events] == ["backlog-1", "backlog-2"]
+    assert inbox.get_events("another_connection", pending) == []
+    assert inbox.get_events(CONN_ID, []) == []
