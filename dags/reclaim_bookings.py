@@ -45,6 +45,11 @@ def _describe(event: dict[str, Any]) -> str:
     )
 
 
+def _handled(event: dict[str, Any]) -> dict[str, str]:
+    """Return what record_outcome collects about a handled event."""
+    return {"identity_key": event["identity_key"], "kind": event["kind"], "meeting_id": event["meeting_id"]}
+
+
 with DAG(
     dag_id="reclaim_bookings",
     schedule=[reclaim_bookings],
@@ -58,29 +63,17 @@ with DAG(
     @task
     def handle_created(event: dict[str, Any]) -> dict[str, str]:
         log.info("New booking: %s", _describe(event))
-        return {
-            "identity_key": event["identity_key"],
-            "kind": event["kind"],
-            "meeting_id": event["meeting_id"],
-        }
+        return _handled(event)
 
     @task
     def handle_rescheduled(event: dict[str, Any]) -> dict[str, str]:
         log.info("Rescheduled: %s", _describe(event))
-        return {
-            "identity_key": event["identity_key"],
-            "kind": event["kind"],
-            "meeting_id": event["meeting_id"],
-        }
+        return _handled(event)
 
     @task
     def handle_cancelled(event: dict[str, Any]) -> dict[str, str]:
         log.info("Cancelled: %s, reason given: %s", _describe(event), bool(event.get("cancellation_message")))
-        return {
-            "identity_key": event["identity_key"],
-            "kind": event["kind"],
-            "meeting_id": event["meeting_id"],
-        }
+        return _handled(event)
 
     @task(trigger_rule="none_failed")
     def record_outcome(

@@ -6,7 +6,6 @@ port 0, and the fixture stops them when the test ends, also after a failure.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import ssl
@@ -22,11 +21,8 @@ from typing import Any
 
 import pydantic
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from airflow_provider_reclaim.receiver.tls import write_self_signed_certificate
 from airflow_provider_reclaim.simulator import (
     DOCUMENTED_API_VERSION,
     EVENT_CANCELLED,
@@ -817,49 +813,9 @@ def test_send_burst_concurrently(start_server: Callable[..., RecordingServer]) -
 
 
 def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """Write a certificate for 127.0.0.1 that is its own CA, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "simulator test server")])
-    now = datetime.now(timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-
-    certificate_path = directory / "server.pem"
-    key_path = directory / "server.key"
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return certificate_path, key_path
+    """Write a self-signed certificate for 127.0.0.1 with the receiver's own helper."""
+    paths = write_self_signed_certificate(directory, hosts=("127.0.0.1",))
+    return Path(paths.certfile), Path(paths.keyfile)
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
