@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_reclaim.cli import common, send
+from airflow_provider_reclaim.cli import common, hints
 from airflow_provider_reclaim.cli.main import build_parser
 from airflow_provider_reclaim.simulator import Outcome
 
@@ -35,31 +35,33 @@ def response(status: int | None, json_status: str | None = None, reason: str | N
     return SimpleNamespace(**values)
 
 
-@pytest.mark.parametrize("reason", sorted(send._REASON_HINTS))
+@pytest.mark.parametrize("reason", sorted(hints.REASON_HINTS))
 def test_reason_hint_names_status_and_connection(reason):
-    hint = send._hint(response(401, "rejected", reason), send_args("--file", "event.json"))
+    hint = hints.delivery_hint(response(401, "rejected", reason), send_args("--file", "event.json"))
 
     assert hint.startswith(f"401 {reason}: ")
     assert "{" not in hint
-    if "{conn_id" in send._REASON_HINTS[reason]:
+    if "{conn_id" in hints.REASON_HINTS[reason]:
         assert "'reclaim_default'" in hint
 
 
 def test_unknown_reason_has_no_hint():
-    hint = send._hint(response(401, "rejected", "new_reason_code"), send_args("--file", "event.json"))
+    hint = hints.delivery_hint(
+        response(401, "rejected", "new_reason_code"), send_args("--file", "event.json")
+    )
 
     assert hint is None
 
 
 def test_rejected_404_without_reason_no_hint():
     # Without the reason, a 404 {"status": "rejected"} is still the receiver's, not a missing route.
-    hint = send._hint(response(404, "rejected"), send_args("--file", "event.json"))
+    hint = hints.delivery_hint(response(404, "rejected"), send_args("--file", "event.json"))
 
     assert hint is None
 
 
 def test_duplicate_hint_for_scenario_omits_expect():
-    hint = send._hint(response(200, "duplicate"), send_args("--demo-scenario"))
+    hint = hints.delivery_hint(response(200, "duplicate"), send_args("--demo-scenario"))
 
     assert hint.startswith("200 duplicate: the receiver had already stored this event")
     assert "--expect" not in hint
@@ -69,11 +71,13 @@ def test_duplicate_hint_for_scenario_omits_expect():
 def test_duplicate_hint_only_when_accepted_expected():
     result = response(200, "duplicate", expected=Outcome.QUARANTINED)
 
-    assert send._hint(result, send_args("--file", "event.json")) is None
+    assert hints.delivery_hint(result, send_args("--file", "event.json")) is None
 
 
 def test_quarantined_hint_names_inspect_command():
-    hint = send._hint(response(202, "quarantined", "body is not JSON"), send_args("--file", "event.json"))
+    hint = hints.delivery_hint(
+        response(202, "quarantined", "body is not JSON"), send_args("--file", "event.json")
+    )
 
     assert hint.endswith("airflow-reclaim inbox quarantine --conn-id reclaim_default")
 
@@ -96,25 +100,27 @@ def test_hostname_mismatch_hint():
     result = response(None, error=HOSTNAME_MISMATCH)
     args = send_args("--file", "event.json", url="https://localhost:8443/reclaim/webhooks/x")
 
-    hint = send._hint(result, args)
+    hint = hints.delivery_hint(result, args)
 
-    assert send._describe_response(result) == "error: SSLError, certificate not valid for this host"
+    assert hints.describe_response(result) == "error: SSLError, certificate not valid for this host"
     assert hint.startswith("the server's certificate is not valid for localhost: ")
 
 
 def test_windows_refused_connection_hint():
     result = response(None, error=WINDOWS_REFUSED)
 
-    hint = send._hint(result, send_args("--file", "event.json"))
+    hint = hints.delivery_hint(result, send_args("--file", "event.json"))
 
-    assert send._describe_response(result) == "error: ConnectionError, connection refused"
+    assert hints.describe_response(result) == "error: ConnectionError, connection refused"
     assert hint.startswith("nothing listens at 127.0.0.1:8443: ")
 
 
 def test_default_port_in_refused_hint():
     result = response(None, error=WINDOWS_REFUSED)
 
-    hint = send._hint(result, send_args("--file", "event.json", url="https://127.0.0.1/reclaim/webhooks/x"))
+    hint = hints.delivery_hint(
+        result, send_args("--file", "event.json", url="https://127.0.0.1/reclaim/webhooks/x")
+    )
 
     assert hint.startswith("nothing listens at 127.0.0.1:443: ")
 
@@ -122,23 +128,23 @@ def test_default_port_in_refused_hint():
 def test_reset_connection_over_http_hint():
     args = send_args("--file", "event.json", url="http://127.0.0.1:8443/x")
 
-    hint = send._hint(response(None, error=ABORTED), args)
+    hint = hints.delivery_hint(response(None, error=ABORTED), args)
 
     assert hint == "the server at 127.0.0.1:8443 did not answer plain HTTP: if it serves TLS, use https://"
 
 
 def test_closed_connection_over_https_has_no_hint():
-    assert send._hint(response(None, error=ABORTED), send_args("--file", "event.json")) is None
+    assert hints.delivery_hint(response(None, error=ABORTED), send_args("--file", "event.json")) is None
 
 
 def test_shorten_keeps_short_text():
-    assert send._shorten("x" * send._MAX_CELL_CHARS) == "x" * send._MAX_CELL_CHARS
+    assert hints.shorten_cell("x" * hints.MAX_CELL_CHARS) == "x" * hints.MAX_CELL_CHARS
 
 
 def test_shorten_cuts_long_text():
-    shortened = send._shorten("x" * (send._MAX_CELL_CHARS + 1))
+    shortened = hints.shorten_cell("x" * (hints.MAX_CELL_CHARS + 1))
 
-    assert len(shortened) == send._MAX_CELL_CHARS
+    assert len(shortened) == hints.MAX_CELL_CHARS
     assert shortened.endswith("...")
 
 
