@@ -815,7 +815,7 @@ class AirflowStack:
 
 def _make_parent_death_signal_setter() -> Callable[[], None] | None:
     """
-    Return a ``preexec_fn`` that asks Linux to send SIGTERM to the child when its parent thread exits.
+    Return a ``preexec_fn`` that makes Linux send SIGTERM to the child when its parent thread exits.
 
     atexit handlers do not run when the test process is killed by a signal, for example by a CI timeout.
     With this setting the component still gets SIGTERM and shuts its own children down. Linux sends the

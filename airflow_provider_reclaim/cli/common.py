@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +22,6 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # them to the root handler on stderr like every other log line.
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
-_CONN_TYPE = "reclaim_webhook"
 
 # The same defaults as receiver.server.serve(), repeated so that --help does not import Airflow.
 DEFAULT_HOST = "127.0.0.1"
@@ -90,43 +88,12 @@ def load_connection_settings(conn_id: str, log_level: str) -> Any:
     :raises CliError: The connection does not exist, is of another type, or has invalid extras.
     """
     webhook = _import_airflow_hook(log_level)
-    from airflow.exceptions import AirflowNotFoundException
-
-    hook = webhook.ReclaimWebhookHook(reclaim_conn_id=conn_id)
     try:
-        connection = hook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        raise CliError(_connection_not_found_message(conn_id)) from None
-
-    if connection.conn_type != _CONN_TYPE:
-        raise CliError(f"connection {conn_id!r} is of type {connection.conn_type!r}, expected {_CONN_TYPE!r}")
-    try:
-        return hook.get_settings()
+        return webhook.ReclaimWebhookHook(reclaim_conn_id=conn_id).get_settings()
+    except webhook.UnknownConnection as error:
+        raise CliError(str(error)) from None
     except webhook.InvalidConnectionSettings as error:
         raise CliError(f"connection {conn_id!r} has invalid settings: {error}") from None
-
-
-def _connection_not_found_message(conn_id: str) -> str:
-    """Return why Airflow found no connection ``conn_id`` and what to do, without the variable's value."""
-    # Airflow's environment-variable backend reads AIRFLOW_CONN_ plus the upper-cased id. When it
-    # cannot parse the value, Airflow 3.3 logs that at DEBUG level only and reports the
-    # connection as not found, as for a missing variable. A blank value is not found either.
-    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
-    value = os.environ.get(variable)
-    if value is None:
-        return (
-            f"connection {conn_id!r} not found: define it in Airflow, for example with the "
-            f"{variable} environment variable"
-        )
-    if not value.strip():
-        return (
-            f"connection {conn_id!r} not found: {variable} is set but empty. "
-            "Put the connection's JSON or URI in it"
-        )
-    return (
-        f"connection {conn_id!r} not found: {variable} is set but could not be parsed as a "
-        "connection. Check its JSON or URI"
-    )
 
 
 def resolve_inbox_url(conn_id: str, inbox_url: str | None, log_level: str) -> str:

@@ -1,4 +1,4 @@
-"""Short descriptions of delivery results, and hints that say what to do about a failure."""
+"""Short descriptions of delivery results, and hints on how to fix a failed delivery."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,33 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 class InvalidConnectionSettings(ValueError):
     """A ``reclaim_webhook`` connection has an extra that cannot be used."""
+
+
+class UnknownConnection(LookupError):
+    """No ``reclaim_webhook`` connection has the requested id. The message says why and what to do."""
+
+
+def describe_missing_connection(conn_id: str) -> str:
+    """Return why Airflow found no connection ``conn_id`` and what to do, without any secret."""
+    # Airflow's environment-variable backend reads AIRFLOW_CONN_ plus the upper-cased id. When it
+    # cannot parse the value, Airflow 3.3 logs that at DEBUG level only and reports the
+    # connection as not found, as for a missing variable. A blank value is not found either.
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    value = os.environ.get(variable)
+    if value is None:
+        return (
+            f"connection {conn_id!r} not found: define it in Airflow, for example with the "
+            f"{variable} environment variable"
+        )
+    if not value.strip():
+        return (
+            f"connection {conn_id!r} not found: {variable} is set but empty. "
+            "Put the connection's JSON or URI in it"
+        )
+    return (
+        f"connection {conn_id!r} not found: {variable} is set but could not be parsed as a "
+        "connection. Check its JSON or URI"
+    )
 
 
 @dataclass(frozen=True)
@@ -152,11 +180,25 @@ class ReclaimWebhookHook(BaseHook):
         The lookup order is Airflow's: secrets backends, ``AIRFLOW_CONN_<ID>`` environment
         variables, then the metadata database.
 
-        :raises airflow.exceptions.AirflowNotFoundException: The connection does not exist.
+        :raises UnknownConnection: The connection does not exist or is of another type.
         :raises InvalidConnectionSettings: An extra has an unusable value.
         """
         if self._settings is None:
-            connection = self.get_connection(self.reclaim_conn_id)
+            from airflow.exceptions import AirflowNotFoundException
+
+            try:
+                connection = self.get_connection(self.reclaim_conn_id)
+            except AirflowNotFoundException:
+                raise UnknownConnection(describe_missing_connection(self.reclaim_conn_id)) from None
+
+            # Only reclaim_webhook connections carry a webhook secret: the password of any other
+            # connection must never act as one.
+            if connection.conn_type != self.conn_type:
+                raise UnknownConnection(
+                    f"connection {self.reclaim_conn_id!r} is of type {connection.conn_type!r}, "
+                    f"expected {self.conn_type!r}"
+                )
+
             extra = connection.extra_dejson if connection.extra else {}
             if not isinstance(extra, Mapping):
                 raise InvalidConnectionSettings(

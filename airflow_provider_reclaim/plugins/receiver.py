@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_provider_reclaim.receiver.app import create_app
-
-URL_PREFIX = "/reclaim"
+from airflow_provider_reclaim.receiver.app import URL_PREFIX, create_app
 
 
 class ReclaimWebhookPlugin(AirflowPlugin):

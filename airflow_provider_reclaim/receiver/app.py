@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import threading
 import time
@@ -28,12 +27,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from airflow_provider_reclaim import __version__
-from airflow_provider_reclaim.hooks.webhook import InvalidConnectionSettings, WebhookSettings
+from airflow_provider_reclaim.hooks.webhook import (
+    InvalidConnectionSettings,
+    UnknownConnection,
+    WebhookSettings,
+)
 from airflow_provider_reclaim.store.database import StoreUnavailable
 from airflow_provider_reclaim.store.inbox import DeliveryOutcome, Inbox
 from airflow_provider_reclaim.wire import signature
 
 log = logging.getLogger(__name__)
+
+# Where the application is mounted, on Airflow's API server and in airflow-reclaim serve alike.
+URL_PREFIX = "/reclaim"
 
 # Connection ids Airflow accepts; anything else cannot name a connection.
 _CONN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -49,36 +55,15 @@ BODY_READ_TIMEOUT_SECONDS = 10.0
 SETTINGS_CACHE_SECONDS = 10.0
 
 
-class UnknownConnection(LookupError):
-    """No ``reclaim_webhook`` connection has the requested id."""
-
-
 def load_settings_from_airflow(conn_id: str) -> WebhookSettings:
     """Resolve a ``reclaim_webhook`` connection the way Airflow resolves connections.
 
     :raises UnknownConnection: The connection does not exist or is of another type.
     :raises InvalidConnectionSettings: The connection's extras are unusable.
     """
-    from airflow.exceptions import AirflowNotFoundException
-
     from airflow_provider_reclaim.hooks.webhook import ReclaimWebhookHook
 
-    try:
-        connection = ReclaimWebhookHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
-        if os.environ.get(variable):
-            raise UnknownConnection(f"{variable} is set but could not be parsed as a connection") from None
-        raise UnknownConnection(f"connection {conn_id!r} not found") from None
-
-    # Only reclaim_webhook connections receive webhooks: the password of any other connection
-    # must never act as a webhook secret.
-    if connection.conn_type != ReclaimWebhookHook.conn_type:
-        raise UnknownConnection(
-            f"connection {conn_id!r} is of type {connection.conn_type!r}, not {ReclaimWebhookHook.conn_type!r}"
-        )
-    hook = ReclaimWebhookHook(reclaim_conn_id=conn_id)
-    return hook.get_settings()
+    return ReclaimWebhookHook(reclaim_conn_id=conn_id).get_settings()
 
 
 class _SettingsCache:

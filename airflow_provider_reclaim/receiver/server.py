@@ -28,13 +28,10 @@ from fastapi import FastAPI
 
 from airflow_provider_reclaim import __version__
 from airflow_provider_reclaim.hooks.webhook import WebhookSettings
-from airflow_provider_reclaim.receiver.app import create_app, load_settings_from_airflow
+from airflow_provider_reclaim.receiver.app import URL_PREFIX, create_app, load_settings_from_airflow
 from airflow_provider_reclaim.receiver.tls import DEFAULT_HOSTS, write_self_signed_certificate
 
 log = logging.getLogger(__name__)
-
-URL_PREFIX = "/reclaim"
-"""Path prefix of the receiver application, the same as in the Airflow plugin."""
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8443

@@ -18,7 +18,7 @@ EVENT_TYPE_PREFIX = "SchedulingLink.Meeting."
 
 
 class EventKind(str, enum.Enum):
-    """What happened to a meeting, derived from the event ``type`` only."""
+    """The kind of change to a meeting, derived from the event ``type`` only."""
 
     CREATED = "created"
     RESCHEDULED = "rescheduled"

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_reclaim.cli import common, hints
+from airflow_provider_reclaim.cli import hints
 from airflow_provider_reclaim.cli.main import build_parser
+from airflow_provider_reclaim.hooks.webhook import describe_missing_connection
 from airflow_provider_reclaim.simulator import Outcome
 
 URL = "https://127.0.0.1:8443/reclaim/webhooks/reclaim_default"
@@ -151,7 +152,7 @@ def test_shorten_cuts_long_text():
 def test_connection_not_found_without_variable(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_RECLAIM_X", raising=False)
 
-    message = common._connection_not_found_message("reclaim_x")
+    message = describe_missing_connection("reclaim_x")
 
     assert message.startswith("connection 'reclaim_x' not found: define it in Airflow")
     assert "AIRFLOW_CONN_RECLAIM_X" in message
@@ -160,7 +161,7 @@ def test_connection_not_found_without_variable(monkeypatch):
 def test_connection_not_found_with_blank_variable(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_RECLAIM_X", "  ")
 
-    message = common._connection_not_found_message("reclaim_x")
+    message = describe_missing_connection("reclaim_x")
 
     assert "AIRFLOW_CONN_RECLAIM_X is set but empty" in message
 
@@ -168,7 +169,7 @@ def test_connection_not_found_with_blank_variable(monkeypatch):
 def test_connection_not_found_with_unparsable_variable(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_RECLAIM_X", '{"password": "do-not-print"')
 
-    message = common._connection_not_found_message("reclaim_x")
+    message = describe_missing_connection("reclaim_x")
 
     assert "AIRFLOW_CONN_RECLAIM_X is set but could not be parsed as a connection" in message
     assert "do-not-print" not in message

@@ -13,6 +13,7 @@ from airflow_provider_reclaim.hooks.webhook import (
     DEFAULT_MAX_BODY_BYTES,
     InvalidConnectionSettings,
     ReclaimWebhookHook,
+    UnknownConnection,
     WebhookSettings,
     settings_from_connection,
 )
@@ -226,3 +227,18 @@ def test_hook_class_attributes():
     assert ReclaimWebhookHook.conn_type == "reclaim_webhook"
     assert ReclaimWebhookHook.conn_name_attr == "reclaim_conn_id"
     assert ReclaimWebhookHook.hook_name == "Reclaim Webhook"
+
+
+def test_hook_rejects_other_connection_type(monkeypatch):
+    connection = {"conn_type": "http", "password": "an-http-password"}
+    monkeypatch.setenv("AIRFLOW_CONN_PLAIN_HTTP", json.dumps(connection))
+
+    with pytest.raises(UnknownConnection, match="is of type 'http', expected 'reclaim_webhook'"):
+        ReclaimWebhookHook(reclaim_conn_id="plain_http").get_settings()
+
+
+def test_hook_missing_connection(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_NOWHERE_DEFINED", raising=False)
+
+    with pytest.raises(UnknownConnection, match="AIRFLOW_CONN_NOWHERE_DEFINED environment variable"):
+        ReclaimWebhookHook(reclaim_conn_id="nowhere_defined").get_settings()
