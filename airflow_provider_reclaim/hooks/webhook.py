@@ -24,7 +24,7 @@ class InvalidConnectionSettings(ValueError):
 
 
 class UnknownConnection(LookupError):
-    """No ``reclaim_webhook`` connection has the requested id. The message says why and what to do."""
+    """No ``reclaim_webhook`` connection has the requested id. The message explains why and what to do."""
 
 
 def describe_missing_connection(conn_id: str) -> str:
